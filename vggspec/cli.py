@@ -1,0 +1,131 @@
+"""The `vggspec` command: parses arguments, calls the library, maps errors to exit codes.
+
+Exit codes: 0 success; 1 an invalid spec; 2 a usage error or a file, path, image or
+weights file that cannot be used; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, InputError, SpecError
+from .plan import GIB
+
+EPILOG = """exit codes: 0 success, 1 invalid spec, 2 usage error or a file that cannot be
+used (missing, unreadable, wrong format), 130 interrupted. Add --debug to see a traceback."""
+
+
+def _limit_bytes(args) -> int | None:
+    return None if args.max_weight_gib <= 0 else int(args.max_weight_gib * GIB)
+
+
+def _add_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-weight-gib", type=float, default=4.0, metavar="GIB",
+                        help="refuse specs whose float32 weights exceed this many GiB "
+                             "(default 4; 0 for no limit)")
+
+
+def cmd_validate(args) -> int:
+    from .plan import plan
+    from .spec import load_spec
+
+    worst = EXIT_OK
+    for file in args.files:
+        try:
+            spec = load_spec(file)
+            plan(spec, _limit_bytes(args))
+        except SpecError as error:
+            print(error)
+            worst = max(worst, EXIT_INVALID_SPEC)
+            continue
+        except InputError as error:
+            print(error, file=sys.stderr)
+            worst = max(worst, EXIT_UNUSABLE_INPUT)
+            continue
+        if args.resolved:
+            import yaml
+
+            print(f"# {file}, resolved: every default written, extends merged")
+            print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None,
+                                 width=100),
+                  end="")
+        else:
+            print(f"{file}: ok")
+    return worst
+
+
+def cmd_summary(args) -> int:
+    from .plan import plan
+
+    print(plan(args.file, _limit_bytes(args)))
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from .spec import schema
+
+    print(json.dumps(schema(), indent=2))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vggspec",
+        description="Define, check, build and look inside VGG-family networks from a "
+                    "short YAML spec (see archs/ for examples).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show a traceback for errors (for reporting bugs)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate", help="check specs; report every problem as FILE:LINE:COL: PATH: message",
+        description="Check each spec against the schema and vggspec's rules and report "
+                    "every problem, one per line. Exit 0 if all are valid, 1 if any is "
+                    "invalid, 2 if a file cannot be read.", epilog=EPILOG)
+    validate.add_argument("files", nargs="+", metavar="FILE", help="spec files (YAML)")
+    validate.add_argument("--resolved", action="store_true",
+                          help="print each spec as it will be built: extends merged, "
+                               "every default written out")
+    _add_limit(validate)
+    validate.set_defaults(run=cmd_validate)
+
+    summary = commands.add_parser(
+        "summary", help="print every layer's shape, parameters and MACs, without TensorFlow",
+        description="Plan the network without building it: one row per layer with its "
+                    "Keras name, type, output shape, parameters and multiply-accumulates, "
+                    "a subtotal per block, and totals (weights and activation memory).",
+        epilog=EPILOG)
+    summary.add_argument("file", metavar="FILE", help="spec file (YAML)")
+    _add_limit(summary)
+    summary.set_defaults(run=cmd_summary)
+
+    schema = commands.add_parser(
+        "schema", help="print the spec's JSON Schema (for editors and check-jsonschema)",
+        description="Print the JSON Schema (Draft 2020-12) that specs follow.")
+    schema.set_defaults(run=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (SpecError, InputError) as error:
+        if args.debug:
+            raise
+        print(error, file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

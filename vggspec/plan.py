@@ -1,0 +1,311 @@
+"""The planner: every layer a spec will build, with its name, shape, parameters and MACs.
+
+    Spec --plan--> per-layer table
+
+Plain Python, no TensorFlow. The builder makes exactly these layers, in this order,
+from each row's Keras class name and constructor arguments, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Issue, SpecError
+from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name
+
+GIB = 1 << 30
+MIB = 1 << 20
+DEFAULT_MAX_WEIGHT_BYTES = 4 * GIB
+BYTES_PER_FLOAT32 = 4
+POOL_CLASSES = {"max": "MaxPooling2D", "avg": "AveragePooling2D"}
+GLOBAL_POOL_CLASSES = {"global_avg": "GlobalAveragePooling2D",
+                       "global_max": "GlobalMaxPooling2D"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer to build: ``kind`` is its Keras class name and ``config`` its arguments.
+
+    ``block`` is 1..N inside conv block N and None for the input and the head;
+    ``macs`` counts multiply-accumulates of convs and dense layers (None for an open
+    input size); ``path`` is the spec path that asked for the layer.
+    """
+
+    name: str
+    kind: str
+    output_shape: tuple[int | None, ...]
+    params: int = 0
+    macs: int | None = 0
+    block: int | None = None
+    path: str = ""
+    config: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All layers of a spec, with totals. ``str(plan)`` is the summary table."""
+
+    spec: Any
+    layers: tuple[Layer, ...]
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int | None:
+        return _sum_or_none(layer.macs for layer in self.layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.params * BYTES_PER_FLOAT32
+
+    @property
+    def activation_bytes(self) -> int | None:
+        """float32 bytes of every layer's output for one image (None for open sizes)."""
+        sizes = []
+        for layer in self.layers:
+            if None in layer.output_shape:
+                return None
+            sizes.append(_product(layer.output_shape))
+        return sum(sizes) * BYTES_PER_FLOAT32
+
+    def block_totals(self) -> list[tuple[str, int, int | None]]:
+        """(block tap name, parameters, MACs) for each conv block."""
+        totals = []
+        for index in range(1, len(self.spec.blocks) + 1):
+            rows = [layer for layer in self.layers if layer.block == index]
+            totals.append((block_tap(index), sum(r.params for r in rows),
+                           _sum_or_none(r.macs for r in rows)))
+        return totals
+
+    def tap_layers(self) -> dict[str, str]:
+        """Tap name -> the layer whose output it is, for every tap of the spec."""
+        last_of_block = {}
+        for layer in self.layers:
+            if layer.block is not None:
+                last_of_block[block_tap(layer.block)] = layer.name
+        return {tap: last_of_block.get(tap, tap) for tap in self.spec.taps}
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def check_weight_limit(self, limit_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES) -> None:
+        """Raise SpecError if float32 weights would need more than ``limit_bytes``."""
+        if limit_bytes is None or self.weight_bytes <= limit_bytes:
+            return
+        largest = max(self.layers, key=lambda layer: layer.params)
+        raise SpecError([self.spec.issue(largest.path, (
+            f"the weights need {_bytes(self.weight_bytes)} (float32, {self.params:,} "
+            f"parameters), over the limit of {_bytes(limit_bytes)}; the largest layer is "
+            f"{largest.name} with {largest.params:,} parameters "
+            f"({_bytes(largest.params * BYTES_PER_FLOAT32)}); raise the limit with "
+            f"--max-weight-gib if this is meant"))])
+
+    def __str__(self) -> str:
+        return format_table(self)
+
+
+def plan(spec_or_path: Any, max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES) -> Plan:
+    """Plan every layer of a spec (a Spec or a path to one) without building anything.
+
+    Raises SpecError when the spec is invalid or its weights exceed ``max_weight_bytes``
+    (None for no limit).
+
+    >>> p = plan("archs/vgg16.yaml")
+    >>> p.params, p.layer("block5_pool").output_shape
+    (138357544, (7, 7, 512))
+    """
+    spec = spec_or_path
+    if isinstance(spec_or_path, (str, os.PathLike)):
+        from .spec import load_spec
+
+        spec = load_spec(spec_or_path)
+    layers, issues = plan_layers(spec)
+    if issues:
+        raise SpecError(issues)
+    result = Plan(spec, tuple(layers))
+    result.check_weight_limit(max_weight_bytes)
+    return result
+
+
+def plan_layers(spec: Any) -> tuple[list[Layer], list[Issue]]:
+    """Walk a spec into layers. Stops at the first layer whose input is too small,
+    returning the layers so far and an Issue that names the smallest input that works."""
+    height, width, channels = spec.input_shape
+    layers = [Layer(INPUT_NAME, "InputLayer", (height, width, channels),
+                    config={"shape": (height, width, channels)})]
+
+    def add(name, kind, shape, path, block=None, params=0, macs=0, **config):
+        layers.append(Layer(name, kind, shape, params, macs, block, path, config))
+
+    for b, block in enumerate(spec.blocks, start=1):
+        for c, conv in enumerate(block.convs, start=1):
+            name = layer_name(b, c)
+            if conv.padding == "valid":
+                if _too_small(height, width, conv.kernel):
+                    return layers, [_shrink_issue(spec, conv.path, name, height, width,
+                                                  f"{conv.kernel}x{conv.kernel} conv")]
+                height, width = _shrink(height, conv.kernel, 1), _shrink(width, conv.kernel, 1)
+            shape = (height, width, conv.filters)
+            weights = conv.kernel * conv.kernel * channels * conv.filters
+            # ReLU is fused into the conv, as in keras.applications, unless batch norm
+            # must sit between them.
+            activation = "linear" if conv.batch_norm else conv.activation
+            add(name, "Conv2D", shape, conv.path, b, weights + conv.filters,
+                _times(height, width, weights), filters=conv.filters,
+                kernel_size=(conv.kernel, conv.kernel), padding=conv.padding,
+                activation=activation)
+            if conv.batch_norm:
+                add(layer_name(b, c, suffix="bn"), "BatchNormalization", shape, conv.path, b,
+                    4 * conv.filters)
+                if conv.activation != "linear":
+                    add(layer_name(b, c, suffix=conv.activation), "Activation", shape,
+                        conv.path, b, activation=conv.activation)
+            if conv.lrn:
+                lrn = spec.lrn
+                add(layer_name(b, c, suffix="lrn"), "LocalResponseNormalization", shape,
+                    conv.path, b, depth_radius=lrn.size // 2, bias=lrn.bias,
+                    alpha=lrn.alpha, beta=lrn.beta)
+            channels = conv.filters
+        pool = block.pool
+        if pool.type != "none":
+            name = layer_name(b, pool=True)
+            if _too_small(height, width, pool.size):
+                return layers, [_shrink_issue(spec, pool.path, name, height, width,
+                                              f"{pool.size}x{pool.size} {pool.type} pool")]
+            height = _shrink(height, pool.size, pool.stride)
+            width = _shrink(width, pool.size, pool.stride)
+            add(name, POOL_CLASSES[pool.type], (height, width, channels), pool.path, b,
+                pool_size=(pool.size, pool.size), strides=(pool.stride, pool.stride))
+
+    head = spec.head
+    if head.type == "dense":
+        flat = _product((height, width, channels))
+        add("flatten", "Flatten", (flat,), head.path)
+        for index, units in enumerate(head.units, start=1):
+            add(layer_name(fc=index), "Dense", (units,), f"{head.path}.units[{index - 1}]",
+                params=flat * units + units, macs=flat * units, units=units,
+                activation="relu")
+            if head.dropout > 0:
+                add(layer_name(fc=index, suffix="dropout"), "Dropout", (units,),
+                    f"{head.path}.dropout", rate=head.dropout)
+            flat = units
+        add("predictions", "Dense", (head.classes,), f"{head.path}.classes",
+            params=flat * head.classes + head.classes, macs=flat * head.classes,
+            units=head.classes, activation=head.activation)
+    elif head.type in GLOBAL_POOL_CLASSES:
+        add(GLOBAL_POOL_NAMES[head.type], GLOBAL_POOL_CLASSES[head.type], (channels,),
+            head.path)
+    return layers, []
+
+
+def _shrink(size: int | None, window: int, stride: int) -> int | None:
+    return None if size is None else (size - window) // stride + 1
+
+
+def _too_small(height: int | None, width: int | None, window: int) -> bool:
+    return any(size is not None and size < window for size in (height, width))
+
+
+def _windows(spec: Any) -> list[tuple[int, int]]:
+    """(window, stride) of every layer that can shrink the image, in order."""
+    steps = []
+    for block in spec.blocks:
+        steps += [(conv.kernel, 1) for conv in block.convs if conv.padding == "valid"]
+        if block.pool.type != "none":
+            steps.append((block.pool.size, block.pool.stride))
+    return steps
+
+
+def smallest_input(spec: Any) -> int:
+    """The smallest height (or width) that stays at least 1 pixel through every layer."""
+    steps = _windows(spec)
+    size = 1
+    while True:
+        current = size
+        for window, stride in steps:
+            if current < window:
+                break
+            current = (current - window) // stride + 1
+        else:
+            return size
+        size += 1
+
+
+def _shrink_issue(spec, path: str, name: str, height, width, what: str) -> Issue:
+    smallest = smallest_input(spec)
+    given = "x".join("any" if s is None else str(s) for s in spec.input_shape[:2])
+    here = "x".join("any" if s is None else str(s) for s in (height, width))
+    return spec.issue(path, (f"the input shrinks to {here} before {name}, smaller than its "
+                             f"{what}; the smallest input that works is "
+                             f"{smallest}x{smallest}, got {given}"))
+
+
+def _product(values) -> int:
+    result = 1
+    for value in values:
+        result *= value
+    return result
+
+
+def _times(height: int | None, width: int | None, per_pixel: int) -> int | None:
+    return None if height is None or width is None else height * width * per_pixel
+
+
+def _sum_or_none(values) -> int | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _bytes(count: int) -> str:
+    return f"{count / GIB:.2f} GiB" if count >= GIB else f"{count / MIB:.1f} MiB"
+
+
+def _count(value: int | None, unit: str = "") -> str:
+    """1,936,000,000 -> 1.936G: three decimals, so the paper's figures can be read off."""
+    if value is None:
+        return "?"
+    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
+        if value >= scale:
+            return f"{value / scale:.3f}{suffix}{unit}"
+    return f"{value}{unit}"
+
+
+def _shape(shape: tuple) -> str:
+    return str(tuple(shape))
+
+
+def format_table(p: Plan) -> str:
+    """The summary table: one row per layer, a subtotal after each block, then totals."""
+    rows = [("layer", "type", "output", "params", "MACs")]
+    subtotals = {name: (params, macs) for name, params, macs in p.block_totals()}
+    layers = list(p.layers)
+    for index, layer in enumerate(layers):
+        rows.append((layer.name, layer.kind, _shape(layer.output_shape),
+                     f"{layer.params:,}", _count(layer.macs)))
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        if layer.block is not None and (following is None or following.block != layer.block):
+            params, macs = subtotals[block_tap(layer.block)]
+            rows.append((f"  {block_tap(layer.block)} total", "", "", f"{params:,}",
+                         _count(macs)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [f"{p.spec.name}: input {_shape(p.spec.input_shape)}"]
+    for position, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)).rstrip())
+        if position == 0:
+            lines.append("-" * len(lines[-1]))
+    activation = p.activation_bytes
+    lines.append("")
+    lines.append(f"parameters:  {p.params:,}")
+    lines.append(f"MACs:        {_count(p.macs)} per image")
+    lines.append(f"weights:     {_bytes(p.weight_bytes)} as float32")
+    lines.append("activations: " + ("? (open input size)" if activation is None else
+                                    f"{_bytes(activation)} per image, float32, all layers"))
+    return "\n".join(lines)
