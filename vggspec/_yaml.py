@@ -10,6 +10,7 @@ value is reported with its fix instead of being taken either way.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -205,9 +206,23 @@ def parse(text: str, file: str) -> Node | None:
             message = f"{message} ({error.context})"
         raise YamlFault(Issue(file, mark.line + 1 if mark else 0,
                               mark.column + 1 if mark else 0, "", message)) from None
+    except yaml.reader.ReaderError as error:
+        before = text[:error.position]
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        raise YamlFault(Issue(file, line, column, "", f"unacceptable character "
+                              f"#x{error.character:04x}: {error.reason}")) from None
     except yaml.YAMLError as error:
         raise YamlFault(Issue(file, 0, 0, "", f"not valid YAML: {error}")) from None
     return root
+
+
+def child_path(path: str, key: str | int) -> str:
+    """The JSON path of a child: $.blocks[2].filters, or $["odd key"] for odd keys."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key)}]"
 
 
 def walk(node: Node, path: str = "$"):
@@ -215,7 +230,7 @@ def walk(node: Node, path: str = "$"):
     yield path, node
     if isinstance(node.value, dict):
         for key, child in node.value.items():
-            yield from walk(child, f"{path}.{key}")
+            yield from walk(child, child_path(path, key))
     elif isinstance(node.value, list):
         for index, child in enumerate(node.value):
-            yield from walk(child, f"{path}[{index}]")
+            yield from walk(child, child_path(path, index))

@@ -65,9 +65,9 @@ def cmd_summary(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .spec import schema
+    from .spec import json_schema
 
-    print(json.dumps(schema(), indent=2))
+    print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
 
 

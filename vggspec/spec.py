@@ -128,7 +128,7 @@ class Spec:
 # --- the schema -------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
-def schema() -> dict:
+def json_schema() -> dict:
     """The spec's JSON Schema (Draft 2020-12), as shipped in vggspec/schema/."""
     text = resources.files("vggspec.schema").joinpath("vggspec.schema.json").read_text("utf-8")
     return json.loads(text)
@@ -148,7 +148,7 @@ def _validator():
     checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
     strict = validators.extend(jsonschema.Draft202012Validator, type_checker=checker)
-    return strict(schema())
+    return strict(json_schema())
 
 
 # --- loading ----------------------------------------------------------------------
@@ -247,7 +247,7 @@ def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]
 def _find_base(reference: str, base_dir: Path) -> tuple[Path | None, str]:
     """A name (vgg16) is a shipped spec; anything with a / or a .yaml ending is a path."""
     if "/" in reference or "\\" in reference or reference.endswith((".yaml", ".yml")):
-        candidate = base_dir / reference
+        candidate = Path(os.path.normpath(base_dir / reference))
         return (candidate if candidate.is_file() else None), str(candidate)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", reference):
         return None, repr(reference)
@@ -315,7 +315,7 @@ def _finish(root, issues: list[Issue], display: str) -> Spec:
 
 
 def _build(data: dict, display: str, nodes: Mapping[str, Any]) -> tuple[Spec, list[Issue]]:
-    top = schema()
+    top = json_schema()
     defaults = data.get("defaults", {})
     conv_defaults = _defaults_of(top["properties"]["defaults"])
     conv_defaults.pop("pool")
@@ -388,7 +388,10 @@ def _issue_at(nodes: Mapping[str, Any], source: str, path: str, message: str,
     written ancestor."""
     probe = path
     while probe and probe not in nodes:
-        probe = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
+        shorter = re.sub(r'(\.\w+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$', "", probe)
+        if shorter == probe:
+            break
+        probe = shorter
     node = nodes.get(probe)
     if node is None:
         return Issue(source, 0, 0, path, message)
@@ -402,6 +405,13 @@ def _issue_at(nodes: Mapping[str, Any], source: str, path: str, message: str,
 _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a string",
                "boolean": "true or false", "array": "a list", "object": "a mapping",
                "null": "null"}
+
+
+_PATTERN_WORDS = {
+    "^[A-Za-z][A-Za-z0-9_.-]*$": "must start with a letter, then letters, digits, '_', "
+                                 "'.' or '-'",
+    "^[a-z][a-z0-9_]*$": "must be a layer or block name (lower-case letters, digits, '_')",
+}
 
 
 def _describe(value: Any) -> str:
@@ -421,7 +431,7 @@ def _describe(value: Any) -> str:
 def _json_path(parts) -> str:
     path = "$"
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        path = _yaml.child_path(path, part)
     return path
 
 
@@ -432,7 +442,7 @@ def _did_you_mean(word: str, choices) -> str:
 
 def _branch_title(branch: dict) -> str:
     if "$ref" in branch:
-        branch = schema()["$defs"][branch["$ref"].rsplit("/", 1)[-1]]
+        branch = json_schema()["$defs"][branch["$ref"].rsplit("/", 1)[-1]]
     if "title" in branch:
         return branch["title"]
     return _TYPE_WORDS.get(branch.get("type", ""), "something else")
@@ -473,7 +483,7 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
         for key in value:
             if key not in allowed:
                 hint = _did_you_mean(key, allowed)
-                yield f"{path}.{key}", (f"unknown key '{key}'{hint} "
+                yield _yaml.child_path(path, key), (f"unknown key {_describe(key)}{hint} "
                                         f"(allowed here: {', '.join(allowed)})"), True
     elif rule == "required":
         for key in limit:
@@ -502,8 +512,8 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
     elif rule == "minLength":
         yield path, "must not be empty", False
     elif rule == "pattern":
-        rule_text = error.schema.get("description", "")
-        yield path, f"{_describe(value)} is not allowed: {rule_text}", False
+        words = _PATTERN_WORDS.get(limit, f"must match {limit}")
+        yield path, f"{words}, got {_describe(value)}", False
     elif rule == "uniqueItems":
         seen = set()
         for index, item in enumerate(value):
