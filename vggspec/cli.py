@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,35 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
+def _tap_shapes(features) -> list[str]:
+    """`block1: (1, 112, 112, 64)` for each tap: the shape for one image."""
+    return [f"{tap}: {(1, *tuple(tensor.shape)[1:])}" for tap, tensor in features.output.items()]
+
+
+def cmd_build(args) -> int:
+    from ._files import check_output_file
+    from .plan import plan
+
+    if args.save:
+        check_output_file(args.save, (".keras",))
+    if args.weights and not Path(args.weights).is_file():
+        raise InputError(f"{args.weights}: no such file" if not Path(args.weights).exists()
+                         else f"{args.weights}: is not a file")
+    layout = plan(args.spec, _limit_bytes(args))
+    print(f"building {layout.spec.name}: {layout.params:,} parameters "
+          f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
+    from .builder import build_model, feature_model
+    from .weights import save_model
+
+    model = build_model(layout, weights=args.weights, max_weight_bytes=None)
+    model.summary()
+    for line in _tap_shapes(feature_model(model, layout.spec.taps)):
+        print(line)
+    if args.save:
+        print(f"saved {save_model(model, args.save)}")
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from .spec import json_schema
 
@@ -103,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit(summary)
     summary.set_defaults(run=cmd_summary)
 
+    build = commands.add_parser(
+        "build", help="build the Keras model, print its summary and each tap's shape",
+        description="Build the Keras 3 model a spec describes (layer names as in "
+                    "keras.applications), optionally load weights by layer name, print "
+                    "the Keras summary and one line per tap with its output shape for one "
+                    "image, and optionally save it as a .keras file.", epilog=EPILOG)
+    build.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    build.add_argument("--weights", metavar="PATH",
+                       help="weights to load by layer name: .weights.h5, .keras, or a "
+                            "legacy Keras HDF5 file such as "
+                            "vgg16_weights_tf_dim_ordering_tf_kernels.h5; all or nothing")
+    build.add_argument("--save", metavar="PATH",
+                       help="write the model to this .keras file (atomically)")
+    _add_limit(build)
+    build.set_defaults(run=cmd_build)
+
     schema = commands.add_parser(
         "schema", help="print the spec's JSON Schema (for editors and check-jsonschema)",
         description="Print the JSON Schema (Draft 2020-12) that specs follow.")
@@ -113,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up notes are not for our users; real errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.run(args)
     except (SpecError, InputError) as error:

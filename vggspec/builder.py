@@ -1,0 +1,105 @@
+"""The builder: a flat Keras 3 functional model from a spec, one layer per planned row.
+
+    Spec --plan--> layers --build--> keras.Model --feature_model--> {tap: tensor}
+
+It reads no files (weights are loaded by vggspec.weights) and imports Keras only when
+called, so `import vggspec` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from .errors import InputError
+from .names import INPUT_NAME
+from .plan import DEFAULT_MAX_WEIGHT_BYTES, Plan, plan
+
+_BLOCK_TAP = re.compile(r"block(\d+)")
+
+
+def _as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
+    if isinstance(spec_or_path, Plan):
+        spec_or_path.check_weight_limit(max_weight_bytes)
+        return spec_or_path
+    return plan(spec_or_path, max_weight_bytes)
+
+
+def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
+                max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES):
+    """Build the Keras model a spec describes (a Spec, a Plan or a path to a spec).
+
+    Layer names, order, types and settings follow the planner and match
+    keras.applications (VGG16 and VGG19 are identical to theirs). With ``weights``,
+    loads a .weights.h5, .keras or legacy Keras HDF5 file by layer name, all or nothing.
+    Raises SpecError for an invalid spec or one over ``max_weight_bytes`` (checked
+    before anything is allocated), InputError for a weights file that cannot be used.
+
+    >>> model = build_model("archs/vgg16.yaml")
+    >>> model.get_layer("block5_pool").output.shape
+    (None, 7, 7, 512)
+    """
+    layout = _as_plan(spec_or_path, max_weight_bytes)
+    import keras
+
+    from .layers import LocalResponseNormalization
+
+    first = layout.layers[0]
+    x = inputs = keras.Input(shape=first.config["shape"], name=INPUT_NAME)
+    for layer in layout.layers[1:]:
+        make = (LocalResponseNormalization if layer.kind == "LocalResponseNormalization"
+                else getattr(keras.layers, layer.kind))
+        x = make(name=layer.name, **layer.config)(x)
+    model = keras.Model(inputs, x, name=layout.spec.name)
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(model, weights)
+    return model
+
+
+def tap_layer_names(model, taps: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
+    """Map each tap to the layer whose output it is: ``blockN`` is the last layer of
+    block N, anything else a layer name. Default: every block of the model."""
+    names = [layer.name for layer in model.layers]
+    if taps is None:
+        blocks = sorted({int(m.group(1)) for n in names if (m := re.match(r"block(\d+)_", n))})
+        taps = [f"block{b}" for b in blocks]
+    mapping = {}
+    for tap in taps:
+        if _BLOCK_TAP.fullmatch(tap):
+            inside = [n for n in names if n.startswith(f"{tap}_")]
+            if inside:
+                mapping[tap] = inside[-1]
+                continue
+        if tap not in names:
+            raise InputError(f"{model.name}: no layer or block named '{tap}'")
+        mapping[tap] = tap
+    return mapping
+
+
+def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None = None, *,
+                  weights: str | os.PathLike | None = None):
+    """A model whose output is a dict of feature maps keyed by tap name.
+
+    ``model_or_spec`` is a Keras model (ours or keras.applications') or anything
+    build_model takes. ``taps`` defaults to the spec's taps (every block: ``block1`` ...
+    ``blockN``); any layer name works too, such as ``block3_conv3`` for a perceptual loss.
+
+    >>> features = feature_model("archs/vgg16.yaml")
+    >>> {k: v.shape for k, v in features(np.zeros((1, 224, 224, 3))).items()}["block1"]
+    TensorShape([1, 112, 112, 64])
+    """
+    import keras
+
+    if isinstance(model_or_spec, keras.Model):
+        model = model_or_spec
+    else:
+        layout = _as_plan(model_or_spec, DEFAULT_MAX_WEIGHT_BYTES)
+        model = build_model(layout, weights=weights)
+        if taps is None:
+            taps = layout.spec.taps
+    mapping = tap_layer_names(model, taps)
+    outputs = {tap: model.get_layer(name).output for tap, name in mapping.items()}
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
