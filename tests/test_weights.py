@@ -146,7 +146,7 @@ def test_cli_build_prints_summary_and_tap_shapes_and_saves(tmp_path):
             "print(m.name, len(m.layers), m.count_params())")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")],
                          capture_output=True, text=True)
-    assert out.stdout.split() == ["small_lrn", "16", str(vggspec.plan(vggspec.load_spec(spec)).params)]
+    assert out.stdout.split() == ["small_lrn", "19", str(vggspec.plan(vggspec.load_spec(spec)).params)]
 
 
 def test_saved_vgg16_reloads_with_plain_keras(tmp_path):
