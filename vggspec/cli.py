@@ -94,6 +94,64 @@ def cmd_build(args) -> int:
     return EXIT_OK
 
 
+def _progress(done: int, total: int) -> None:
+    if total <= 4:
+        return
+    if sys.stderr.isatty():
+        filled = round(30 * done / total)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images", end="",
+              file=sys.stderr, flush=True)
+        if done == total:
+            print(file=sys.stderr)
+    else:
+        print(f"{done}/{total} images", file=sys.stderr, flush=True)
+
+
+def cmd_features(args) -> int:
+    from ._files import check_output_dir
+    from .features import list_images
+    from .plan import plan
+
+    images = list_images(args.images)  # missing files, empty folders: fail before building
+    check_output_dir(args.out)
+    layout = plan(args.spec, _limit_bytes(args))
+    from .pipeline import extract_features
+
+    try:
+        report = extract_features(
+            layout, images, args.out, weights=args.weights, taps=args.taps,
+            batch_size=args.batch_size, resize=args.resize, preprocessing=args.preprocess,
+            png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
+            cmap=args.cmap, progress=_progress)
+    except KeyboardInterrupt as interrupt:
+        report = getattr(interrupt, "report", None)
+        done = [str(path) for path, _ in report.done] if report else []
+        print(f"interrupted after {len(done)} of {len(images)} images"
+              + (f"; done: {', '.join(done)}" if done else ""), file=sys.stderr)
+        return 130
+    for tap, shape in report.tap_shapes.items():
+        print(f"{tap}: {shape}")
+    for path, folder in report.done:
+        print(f"{path} -> {folder}/")
+    for path, reason in report.failed:
+        print(f"failed: {reason}", file=sys.stderr)
+    if report.failed:
+        print(f"{len(report.failed)} of {len(images)} images failed", file=sys.stderr)
+        return EXIT_UNUSABLE_INPUT
+    return EXIT_OK
+
+
+def cmd_diagram(args) -> int:
+    from ._files import check_output_file
+    from .diagram import write_diagram
+    from .plan import plan
+
+    out = args.out or f"{Path(args.spec).stem}.png"
+    check_output_file(out, (".png", ".svg"))
+    print(f"wrote {write_diagram(plan(args.spec, _limit_bytes(args)), out)}")
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from .spec import json_schema
 
@@ -148,6 +206,55 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the model to this .keras file (atomically)")
     _add_limit(build)
     build.set_defaults(run=cmd_build)
+
+    features = commands.add_parser(
+        "features", help="feature-map pictures after every block for each image",
+        description="Run images through the network and write, for each image, one PNG "
+                    "per tap (all channels tiled, each normalised on its own) and an "
+                    "overview.png to OUT/<image-stem>/. Folders are expanded to the images "
+                    "in them. Bad images are skipped and listed at the end (exit 2).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    features.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    features.add_argument("images", nargs="+", metavar="IMAGE",
+                          help="image files or folders of images")
+    features.add_argument("--out", default="features", metavar="DIR",
+                          help="output folder (default: ./features)")
+    features.add_argument("--weights", metavar="PATH", help="weights to load (see build)")
+    features.add_argument("--taps", nargs="+", metavar="TAP",
+                          help="taps to show: block1..blockN or layer names such as "
+                               "block3_conv3 (default: the spec's taps, every block)")
+    features.add_argument("--max-channels", type=int, metavar="N",
+                          help="show only the first N channels of each tap")
+    features.add_argument("--resize", choices=("crop", "resize"), default="crop",
+                          help="crop: scale the shorter side to the input size and cut the "
+                               "centre (default); resize: stretch to the input size")
+    features.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
+                          help="caffe: BGR minus the ImageNet mean, as the Keras ImageNet "
+                               "weights expect (default for 3 channels); torch: 0..1, "
+                               "ImageNet mean and std; tf: -1..1 (default otherwise); "
+                               "none: 0..255")
+    features.add_argument("--batch-size", type=int, default=16, metavar="N",
+                          help="images per forward pass (default 16)")
+    features.add_argument("--npz", action="store_true",
+                          help="also save the raw maps as OUT/<image-stem>/features.npz")
+    features.add_argument("--no-png", action="store_true",
+                          help="write no pictures (with --npz: arrays only)")
+    features.add_argument("--cmap", default="viridis",
+                          help="matplotlib colour map for the maps (default viridis)")
+    _add_limit(features)
+    features.set_defaults(run=cmd_features)
+
+    diagram = commands.add_parser(
+        "diagram", help="draw the architecture (PNG or SVG), without TensorFlow",
+        description="Draw the network as boxes whose height follows the spatial size and "
+                    "thickness the channels, labelled in the paper's notation (conv3-64, "
+                    "maxpool, FC-4096, soft-max), with each block's output shape.",
+        epilog=EPILOG)
+    diagram.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    diagram.add_argument("--out", metavar="FILE",
+                         help="output .png or .svg (default: <spec name>.png here)")
+    _add_limit(diagram)
+    diagram.set_defaults(run=cmd_diagram)
 
     schema = commands.add_parser(
         "schema", help="print the spec's JSON Schema (for editors and check-jsonschema)",

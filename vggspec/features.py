@@ -1,0 +1,194 @@
+"""Images in, feature maps out: reading and preparing images, and running a feature model.
+
+    image file --load_image--> HxWxC float32 (0..255) --preprocess--> model input
+    feature model --compiled call--> {tap: array}
+
+Pillow only until inference; TensorFlow is imported by the functions that run models.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".jfif")
+RESIZE_POLICIES = ("crop", "resize")
+PREPROCESSING = ("caffe", "torch", "tf", "none")
+# The ImageNet means in BGR order that the Keras VGG weights were trained with.
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+class ImageWarning(UserWarning):
+    """Something about an image the user should know, that did not stop it being used."""
+
+
+def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand folders into the image files in them (sorted; by file name ending).
+    Raises InputError for a missing path or a folder with no images."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise InputError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+            found += inside
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file")
+    return found
+
+
+def load_image(path: str | os.PathLike, channels: int = 3,
+               size: tuple[int | None, int | None] = (None, None),
+               resize: str = "crop") -> np.ndarray:
+    """Read an image as a float32 array of shape (height, width, channels), 0..255.
+
+    EXIF orientation is applied; any mode is converted to ``channels`` (alpha flattened
+    onto white unless the spec keeps an alpha channel; 16-bit and float images scaled by
+    their real range); animated images give their first frame, with an ImageWarning.
+    ``size`` is the spec's (height, width) (None keeps the image's own); ``resize`` is
+    ``crop`` (scale the shorter side, then cut the centre) or ``resize`` (stretch).
+    Raises InputError for anything that is not a readable image, or one over Pillow's
+    decompression-bomb limit.
+
+    >>> load_image(get_sample_data("grace_hopper.jpg"), 3, (224, 224)).shape
+    (224, 224, 3)
+    """
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if getattr(image, "n_frames", 1) > 1:
+                    warnings.warn(f"{path}: animated image; using its first frame",
+                                  ImageWarning, stacklevel=2)
+                    image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                array = _to_channels(image, channels)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError(f"{path}: image is larger than Pillow's decompression-bomb limit "
+                         f"of {Image.MAX_IMAGE_PIXELS:,} pixels; refused") from None
+    except Image.UnidentifiedImageError:
+        kind = "an empty file" if path.stat().st_size == 0 else "not an image Pillow can read"
+        raise InputError(f"{path}: {kind}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{path}: cannot read the image (truncated or corrupt?): "
+                         f"{error}".splitlines()[0]) from None
+    return _fit(array, size, resize)
+
+
+def _to_channels(image, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # High bit depths: scale by the values actually present, never clip to 8 bits.
+        grey = np.asarray(image, dtype=np.float64)
+        low, high = float(grey.min()), float(grey.max())
+        grey = (grey - low) / (high - low) * 255.0 if high > low else np.zeros_like(grey)
+        image = Image.fromarray(grey.astype(np.float32)).convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode not in ("1", "L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")  # CMYK, YCbCr, PA...
+    keep_alpha = channels in (2, 4)
+    if "A" in image.mode and not keep_alpha:
+        background = Image.new(image.mode, image.size, (255,) * len(image.mode))
+        image = Image.alpha_composite(background.convert("RGBA"),
+                                      image.convert("RGBA")).convert(image.mode[:-1])
+    image = image.convert(_MODES[channels])
+    array = np.asarray(image, dtype=np.float32)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _fit(array: np.ndarray, size: tuple[int | None, int | None], resize: str) -> np.ndarray:
+    from PIL import Image
+
+    height, width = size
+    if height is None or width is None:
+        return array
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+    have_h, have_w = array.shape[:2]
+    if resize == "crop":
+        scale = max(height / have_h, width / have_w)
+        new_h, new_w = max(height, round(have_h * scale)), max(width, round(have_w * scale))
+    else:
+        new_h, new_w = height, width
+    channels = [Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
+        (new_w, new_h), Image.Resampling.BILINEAR) for c in range(array.shape[2])]
+    resized = np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=-1)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.clip(resized[top:top + height, left:left + width], 0, 255)
+
+
+def preprocess(images: np.ndarray, mode: str = "caffe") -> np.ndarray:
+    """Prepare images (..., H, W, C), 0..255, for the network.
+
+    caffe: RGB to BGR and the ImageNet mean subtracted (what the Keras ImageNet VGG
+    weights expect; 3 channels); torch: scaled to 0..1, then ImageNet mean and std
+    (3 channels); tf: scaled to -1..1; none: unchanged.
+
+    >>> preprocess(np.full((1, 1, 3), 255.0), "tf")
+    array([[[1., 1., 1.]]], dtype=float32)
+    """
+    images = np.asarray(images, dtype=np.float32)
+    check_preprocessing(mode, images.shape[-1])
+    if mode == "caffe":
+        return images[..., ::-1] - CAFFE_MEAN_BGR
+    if mode == "torch":
+        return (images / 255.0 - TORCH_MEAN) / TORCH_STD
+    if mode == "tf":
+        return images / 127.5 - 1.0
+    return images
+
+
+def check_preprocessing(mode: str, channels: int) -> None:
+    """Refuse a preprocessing mode that does not exist or does not fit the channels."""
+    if mode not in PREPROCESSING:
+        raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {mode!r}")
+    if mode in ("caffe", "torch") and channels != 3:
+        raise InputError(f"{mode} preprocessing needs 3 channels, the spec has {channels}; "
+                         f"use --preprocess tf or none")
+
+
+def default_preprocessing(channels: int) -> str:
+    """caffe for RGB specs (the Keras ImageNet convention), tf otherwise."""
+    return "caffe" if channels == 3 else "tf"
+
+
+def compiled(features_model):
+    """A compiled call of a feature model: numpy batch in, {tap: numpy array} out.
+    Several times faster than ``model.predict`` for small batches."""
+    import tensorflow as tf
+
+    call = tf.function(lambda batch: features_model(batch, training=False),
+                       reduce_retracing=True)
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {tap: value.numpy() for tap, value in call(tf.constant(batch)).items()}
+
+    return run
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,153 @@
+"""`vggspec features` as a library call: images in, one folder of pictures per image out.
+
+    images --load/preprocess--> batches --feature model--> {tap: maps} --render--> PNGs
+
+Inference runs as a compiled call, batch after batch, while a small thread pool colours
+and writes the previous batch's pictures. Every file is written to a temporary name and
+renamed, so Ctrl-C or a failing image never leaves half a PNG behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._files import atomic_path, check_output_dir
+from .errors import InputError
+from .features import (batches, check_preprocessing, default_preprocessing, list_images,
+                       load_image, preprocess)
+
+
+@dataclass
+class Report:
+    """What a run did: images done (with their folders), images that failed and why."""
+
+    done: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    tap_shapes: dict[str, tuple] = field(default_factory=dict)
+
+
+def _folders(images: list[Path], out: Path) -> list[Path]:
+    """out/<image stem>/, numbered where two images share a stem."""
+    seen: dict[str, int] = {}
+    folders = []
+    for image in images:
+        count = seen.get(image.stem, 0)
+        seen[image.stem] = count + 1
+        folders.append(out / (image.stem if count == 0 else f"{image.stem}_{count + 1}"))
+    return folders
+
+
+def _write_one(image: np.ndarray, maps: dict[str, np.ndarray], folder: Path, png: bool,
+               npz: bool, max_channels: int | None, cmap: str) -> None:
+    from .render import render_grid, render_overview, write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if npz:
+        with atomic_path(folder / "features.npz") as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **maps)
+    if png:
+        for tap, fmap in maps.items():
+            title = f"{tap}  {(1, *fmap.shape)}"
+            if max_channels and fmap.shape[2] > max_channels:
+                title += f"  first {max_channels} of {fmap.shape[2]} channels"
+            write_png(render_grid(fmap, title, max_channels, cmap), folder / f"{tap}.png")
+        write_png(render_overview(image, maps, cmap=cmap), folder / "overview.png")
+
+
+def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | os.PathLike,
+                     *, weights=None, taps=None, batch_size: int = 16, resize: str = "crop",
+                     preprocessing: str | None = None, png: bool = True, npz: bool = False,
+                     max_channels: int | None = None, cmap: str = "viridis",
+                     progress: Callable[[int, int], None] | None = None) -> Report:
+    """Write feature-map pictures (and/or arrays) for each image to ``out/<stem>/``.
+
+    Bad images are skipped and listed in the report's ``failed``; the rest are done.
+    Raises SpecError, or InputError for an unusable spec, weights file, output folder
+    or image list. On KeyboardInterrupt, the pictures already written are whole, and the
+    exception carries ``report`` with what was done.
+
+    >>> report = extract_features("archs/vgg16.yaml", ["photo.jpg"], "out")
+    >>> report.done
+    [(PosixPath('photo.jpg'), PosixPath('out/photo'))]
+    """
+    from .builder import _as_plan, build_model, feature_model
+    from .features import compiled
+    from .plan import DEFAULT_MAX_WEIGHT_BYTES
+
+    files = list_images(images)
+    out = check_output_dir(out)
+    layout = _as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES)
+    height, width, channels = layout.spec.input_shape
+    preprocessing = preprocessing or default_preprocessing(channels)
+    check_preprocessing(preprocessing, channels)
+    model = build_model(layout, weights=weights, max_weight_bytes=None)
+    run = compiled(feature_model(model, taps if taps is not None else layout.spec.taps))
+    report = Report()
+    size = batch_size if height is not None and width is not None else 1
+    folders = dict(zip(files, _folders(files, out)))
+    pending: list[tuple[Path, Future]] = []
+    pool = ThreadPoolExecutor(max_workers=2)
+    finished = 0
+    try:
+        for group in batches(files, size):
+            loaded = []
+            for path in group:
+                try:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        loaded.append((path, load_image(path, channels, (height, width),
+                                                        resize)))
+                    for warning in caught:
+                        print(f"warning: {warning.message}", file=sys.stderr)
+                except InputError as error:
+                    report.failed.append((path, str(error)))
+            if not loaded:
+                continue
+            pixels = np.stack([array for _, array in loaded])
+            maps = run(preprocess(pixels, preprocessing))
+            if not report.tap_shapes:
+                report.tap_shapes = {tap: (1, *value.shape[1:]) for tap, value in maps.items()}
+            for index, (path, array) in enumerate(loaded):
+                one = {tap: value[index] for tap, value in maps.items()}
+                pending.append((path, pool.submit(_write_one, array, one, folders[path], png,
+                                                  npz, max_channels, cmap)))
+            still = []
+            for path, future in pending:
+                if future.done():
+                    future.result()
+                    report.done.append((path, folders[path]))
+                else:
+                    still.append((path, future))
+            pending = still
+            finished += len(group)
+            if progress:
+                progress(finished, len(files))
+        for path, future in pending:
+            future.result()
+            report.done.append((path, folders[path]))
+        pending = []
+    except KeyboardInterrupt as interrupt:
+        for path, future in pending:
+            if future.cancel():
+                continue
+            try:
+                future.result()
+                report.done.append((path, folders[path]))
+            except BaseException:
+                pass
+        interrupt.report = report
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    order = {path: index for index, path in enumerate(files)}
+    report.done.sort(key=lambda item: order[item[0]])
+    return report
