@@ -102,4 +102,4 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
             taps = layout.spec.taps
     mapping = tap_layer_names(model, taps)
     outputs = {tap: model.get_layer(name).output for tap, name in mapping.items()}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")

@@ -7,6 +7,7 @@ weights file that cannot be used; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,31 @@ from .plan import GIB
 
 EPILOG = """exit codes: 0 success, 1 invalid spec, 2 usage error or a file that cannot be
 used (missing, unreadable, wrong format), 130 interrupted. Add --debug to see a traceback."""
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool):
+    """Silence what C++ code writes to stderr (TensorFlow's start-up notes about CPU
+    features and missing CUDA drivers); Python errors still surface after it."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _start_tensorflow(args) -> None:
+    with _native_stderr_silenced(not args.debug):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
 
 
 def _limit_bytes(args) -> int | None:
@@ -82,6 +108,7 @@ def cmd_build(args) -> int:
     layout = plan(args.spec, _limit_bytes(args))
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
+    _start_tensorflow(args)
     from .builder import build_model, feature_model
     from .weights import save_model
 
@@ -115,6 +142,7 @@ def cmd_features(args) -> int:
     images = list_images(args.images)  # missing files, empty folders: fail before building
     check_output_dir(args.out)
     layout = plan(args.spec, _limit_bytes(args))
+    _start_tensorflow(args)
     from .pipeline import extract_features
 
     try:
