@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib import cbook
@@ -70,10 +72,13 @@ def test_bad_images_are_listed_and_good_ones_done(tiny, photos, tmp_path):
     out = tmp_path / "out"
     result = run_cli("features", str(tiny), str(photos), "--out", str(out))
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    lines = result.stderr.splitlines()
+    # Pillow's count of unprocessed bytes varies with its read buffering.
+    assert re.fullmatch(rf"failed: {photos}/cut.jpg: cannot read the image \(truncated or "
+                        rf"corrupt\?\): image file is truncated \(\d+ bytes not processed\)",
+                        lines.pop(1))
+    assert lines == [
         "5/5 images",  # progress, one line per batch when stderr is not a terminal
-        f"failed: {photos}/cut.jpg: cannot read the image (truncated or corrupt?): image "
-        f"file is truncated (93 bytes not processed)",
         f"failed: {photos}/empty.png: an empty file",
         f"failed: {photos}/text.jpg: not an image Pillow can read",
         "3 of 5 images failed"]
