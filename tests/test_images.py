@@ -51,7 +51,7 @@ def test_sixteen_bit_is_scaled_by_its_real_range(tmp_path):
     data = np.array([[1000, 2000, 3000]], dtype=np.uint16)
     path = save(tmp_path, Image.fromarray(data), "deep.png")
     assert Image.open(path).mode.startswith("I")
-    assert load_image(path, 1)[0, :, 0].tolist() == [0.0, 127.0, 255.0]
+    assert load_image(path, 1)[0, :, 0].tolist() == [0.0, 128.0, 255.0]  # 127.5 rounded
 
 
 def test_exif_orientation_is_applied(tmp_path):

@@ -12,8 +12,9 @@ from PIL import Image
 import vggspec
 from conftest import ROOT
 from vggspec.diagram import diagram_boxes, write_diagram
-from vggspec.render import (GAP, MIN_WIDTH, ROW, TITLE_HEIGHT, colormap, grid_shape,
-                            render_grid, render_overview, tile_scale, write_png)
+from vggspec.render import (GAP, LEVELS, MIN_WIDTH, ROW, TITLE_HEIGHT, grid_palette,
+                            grid_shape, render_grid, render_overview, tile_scale, write_grid,
+                            write_png)
 
 
 @pytest.mark.parametrize("shape, rows, columns, zoom", [
@@ -23,8 +24,11 @@ def test_grid_size_follows_channels_and_tile_size(shape, rows, columns, zoom, tm
     fmap = np.random.default_rng(0).normal(size=shape).astype("float32")
     assert grid_shape(shape[2]) == (rows, columns)
     assert tile_scale(shape[0], shape[1]) == zoom
-    path = write_png(render_grid(fmap, f"block {shape}"), tmp_path / "g.png")
+    path = write_grid(fmap, tmp_path / "g.png", f"block {shape}")
     with Image.open(path) as image:
+        assert image.mode == "P"
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")),
+                                      render_grid(fmap, f"block {shape}"))
         assert image.size == (max(MIN_WIDTH, columns * (shape[1] * zoom + GAP) + GAP),
                               TITLE_HEIGHT + rows * (shape[0] * zoom + GAP) + GAP)
         pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
@@ -58,12 +62,12 @@ def test_vertical_edge_through_a_hand_set_conv_lights_up_the_edge():
     tile = picture[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + 14 * zoom, GAP:GAP + 14 * zoom]
     brightest = tile.sum(axis=2).mean(axis=0)
     assert set(np.flatnonzero(brightest == brightest.max()) // zoom) == {6, 7}
-    top = colormap()[255].astype(np.float32)
+    top = grid_palette()[LEVELS - 1]
     assert np.all(tile[:, 6 * zoom:8 * zoom] == top)       # the edge columns: top colour
-    assert np.all(tile[:, :5 * zoom] == colormap()[0])     # flat sides: bottom colour
+    assert np.all(tile[:, :5 * zoom] == grid_palette()[0])  # flat sides: bottom colour
     second = picture[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + 14 * zoom,
                      2 * GAP + 14 * zoom:2 * GAP + 28 * zoom]
-    assert np.all(second == colormap()[0])                 # a zero filter: one flat colour
+    assert np.all(second == grid_palette()[0])             # a zero filter: one flat colour
 
 
 def test_overview_has_one_row_per_tap(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def load_image(path: str | os.PathLike, channels: int = 3,
                size: tuple[int | None, int | None] = (None, None),
-               resize: str = "crop") -> np.ndarray:
+               resize: str = "crop", warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Read an image as a float32 array of shape (height, width, channels), 0..255.
 
     EXIF orientation is applied; any mode is converted to ``channels`` (alpha flattened
@@ -61,7 +61,7 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     ``size`` is the spec's (height, width) (None keeps the image's own); ``resize`` is
     ``crop`` (scale the shorter side, then cut the centre) or ``resize`` (stretch).
     Raises InputError for anything that is not a readable image, or one over Pillow's
-    decompression-bomb limit.
+    decompression-bomb limit. ``warn`` receives warnings instead of the warnings module.
 
     >>> load_image(get_sample_data("grace_hopper.jpg"), 3, (224, 224)).shape
     (224, 224, 3)
@@ -76,12 +76,14 @@ def load_image(path: str | os.PathLike, channels: int = 3,
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if getattr(image, "n_frames", 1) > 1:
-                    warnings.warn(f"{path}: animated image; using its first frame",
-                                  ImageWarning, stacklevel=2)
+                    message = f"{path}: animated image; using its first frame"
+                    if warn:
+                        warn(message)
+                    else:
+                        warnings.warn(message, ImageWarning, stacklevel=2)
                     image.seek(0)
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                array = _to_channels(image, channels)
+                image = _to_channels(ImageOps.exif_transpose(image), channels)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -93,10 +95,11 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot read the image (truncated or corrupt?): "
                          f"{error}".splitlines()[0]) from None
-    return _fit(array, size, resize)
+    return _fit(image, size, resize)
 
 
-def _to_channels(image, channels: int) -> np.ndarray:
+def _to_channels(image, channels: int):
+    """Any Pillow image -> an 8-bit image with the spec's channels."""
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -104,40 +107,32 @@ def _to_channels(image, channels: int) -> np.ndarray:
         grey = np.asarray(image, dtype=np.float64)
         low, high = float(grey.min()), float(grey.max())
         grey = (grey - low) / (high - low) * 255.0 if high > low else np.zeros_like(grey)
-        image = Image.fromarray(grey.astype(np.float32)).convert("L")
+        image = Image.fromarray(grey.round().astype(np.uint8))
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode not in ("1", "L", "LA", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode else "RGB")  # CMYK, YCbCr, PA...
-    keep_alpha = channels in (2, 4)
-    if "A" in image.mode and not keep_alpha:
-        background = Image.new(image.mode, image.size, (255,) * len(image.mode))
-        image = Image.alpha_composite(background.convert("RGBA"),
-                                      image.convert("RGBA")).convert(image.mode[:-1])
-    image = image.convert(_MODES[channels])
-    array = np.asarray(image, dtype=np.float32)
-    return array[..., None] if array.ndim == 2 else array
+    if "A" in image.mode and channels not in (2, 4):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA")).convert(image.mode[:-1])
+    return image.convert(_MODES[channels])
 
 
-def _fit(array: np.ndarray, size: tuple[int | None, int | None], resize: str) -> np.ndarray:
-    from PIL import Image
+def _fit(image, size: tuple[int | None, int | None], resize: str) -> np.ndarray:
+    """Resize an 8-bit image by the policy and return it as float32 (H, W, C)."""
+    from PIL import Image, ImageOps
 
     height, width = size
-    if height is None or width is None:
-        return array
-    if resize not in RESIZE_POLICIES:
-        raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
-    have_h, have_w = array.shape[:2]
-    if resize == "crop":
-        scale = max(height / have_h, width / have_w)
-        new_h, new_w = max(height, round(have_h * scale)), max(width, round(have_w * scale))
-    else:
-        new_h, new_w = height, width
-    channels = [Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
-        (new_w, new_h), Image.Resampling.BILINEAR) for c in range(array.shape[2])]
-    resized = np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=-1)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return np.clip(resized[top:top + height, left:left + width], 0, 255)
+    if height is not None and width is not None:
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, "
+                             f"got {resize!r}")
+        if resize == "crop":
+            image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
+        elif image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32)
+    return array[..., None] if array.ndim == 2 else array
 
 
 def preprocess(images: np.ndarray, mode: str = "caffe") -> np.ndarray:

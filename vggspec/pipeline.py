@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ def _folders(images: list[Path], out: Path) -> list[Path]:
 
 def _write_one(image: np.ndarray, maps: dict[str, np.ndarray], folder: Path, png: bool,
                npz: bool, max_channels: int | None, cmap: str) -> None:
-    from .render import render_grid, render_overview, write_png
+    from .render import render_overview, write_grid, write_png
 
     folder.mkdir(parents=True, exist_ok=True)
     if npz:
@@ -59,7 +58,7 @@ def _write_one(image: np.ndarray, maps: dict[str, np.ndarray], folder: Path, png
             title = f"{tap}  {(1, *fmap.shape)}"
             if max_channels and fmap.shape[2] > max_channels:
                 title += f"  first {max_channels} of {fmap.shape[2]} channels"
-            write_png(render_grid(fmap, title, max_channels, cmap), folder / f"{tap}.png")
+            write_grid(fmap, folder / f"{tap}.png", title, max_channels, cmap)
         write_png(render_overview(image, maps, cmap=cmap), folder / "overview.png")
 
 
@@ -89,37 +88,48 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     height, width, channels = layout.spec.input_shape
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
-    model = build_model(layout, weights=weights, max_weight_bytes=None)
-    run = compiled(feature_model(model, taps if taps is not None else layout.spec.taps))
+    needed = layout.tap_layers(taps)
+    model = build_model(layout.up_to(needed.values()), weights=weights, max_weight_bytes=None)
+    run = compiled(feature_model(model, list(needed)))
     report = Report()
     size = batch_size if height is not None and width is not None else 1
     folders = dict(zip(files, _folders(files, out)))
+    groups = list(batches(files, size))
+
+    def load(group: list[Path]):
+        """Read one batch (in a helper thread, while the previous batch runs)."""
+        loaded, failed, notes = [], [], []
+        for path in group:
+            try:
+                loaded.append((path, load_image(path, channels, (height, width), resize,
+                                                warn=notes.append)))
+            except InputError as error:
+                failed.append((path, str(error)))
+        return loaded, failed, notes
+
     pending: list[tuple[Path, Future]] = []
-    pool = ThreadPoolExecutor(max_workers=2)
+    writers, reader = ThreadPoolExecutor(max_workers=2), ThreadPoolExecutor(max_workers=1)
     finished = 0
     try:
-        for group in batches(files, size):
-            loaded = []
-            for path in group:
-                try:
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        loaded.append((path, load_image(path, channels, (height, width),
-                                                        resize)))
-                    for warning in caught:
-                        print(f"warning: {warning.message}", file=sys.stderr)
-                except InputError as error:
-                    report.failed.append((path, str(error)))
-            if not loaded:
-                continue
-            pixels = np.stack([array for _, array in loaded])
-            maps = run(preprocess(pixels, preprocessing))
-            if not report.tap_shapes:
-                report.tap_shapes = {tap: (1, *value.shape[1:]) for tap, value in maps.items()}
-            for index, (path, array) in enumerate(loaded):
-                one = {tap: value[index] for tap, value in maps.items()}
-                pending.append((path, pool.submit(_write_one, array, one, folders[path], png,
-                                                  npz, max_channels, cmap)))
+        next_group = reader.submit(load, groups[0]) if groups else None
+        for index, group in enumerate(groups):
+            loaded, failed, notes = next_group.result()
+            if index + 1 < len(groups):
+                next_group = reader.submit(load, groups[index + 1])
+            report.failed += failed
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr)
+            if loaded:
+                pixels = np.stack([array for _, array in loaded])
+                maps = run(preprocess(pixels, preprocessing))
+                if not report.tap_shapes:
+                    report.tap_shapes = {tap: (1, *value.shape[1:])
+                                         for tap, value in maps.items()}
+                for position, (path, array) in enumerate(loaded):
+                    one = {tap: value[position] for tap, value in maps.items()}
+                    pending.append((path, writers.submit(_write_one, array, one,
+                                                         folders[path], png, npz,
+                                                         max_channels, cmap)))
             still = []
             for path, future in pending:
                 if future.done():
@@ -147,7 +157,8 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
         interrupt.report = report
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        reader.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True, cancel_futures=True)
     order = {path: index for index, path in enumerate(files)}
     report.done.sort(key=lambda item: order[item[0]])
     return report
