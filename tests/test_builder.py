@@ -115,7 +115,7 @@ def test_feature_model_with_conv_taps_matches_the_layers(vgg16):
     image = np.random.default_rng(2).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
     out = features(image)
     assert list(out) == taps
-    probe = keras.Model(vgg16.inputs, vgg16.get_layer("block2_conv2").output)
+    probe = keras.Model(vgg16.input, vgg16.get_layer("block2_conv2").output)
     np.testing.assert_allclose(out["block2_conv2"].numpy(), probe(image).numpy(), rtol=1e-6)
 
 

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, InputError, SpecError
 from .plan import GIB
 
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Define, check, build and look inside VGG-family networks from a "
                     "short YAML spec (see archs/ for examples).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for errors (for reporting bugs)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
