@@ -126,3 +126,28 @@ def test_interrupt_leaves_only_whole_files_and_reports_done(tiny, photos, tmp_pa
     assert written == ["green", "green/block1.png", "green/block2.png", "green/overview.png",
                        "hopper", "hopper/block1.png", "hopper/block2.png",
                        "hopper/overview.png"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--taps", "block9"], "{spec}: no layer or block named 'block9'; did you mean 'block2'?"),
+    (["--weights", "{tmp}/none.h5"], "{tmp}/none.h5: no such file"),
+])
+def test_bad_options_fail_before_anything_is_written(tiny, photos, tmp_path, extra, message):
+    out = tmp_path / "out"
+    extra = [item.format(tmp=tmp_path) for item in extra]
+    result = run_cli("features", str(tiny), str(photos), "--out", str(out), *extra)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message.format(spec=tiny, tmp=tmp_path)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--batch-size", "0"], "argument --batch-size: must be a whole number of at least 1, "
+                            "got '0'"),
+    (["--cmap", "nope"], "argument --cmap: unknown colour map 'nope'; try viridis, magma, "
+                         "gray"),
+])
+def test_bad_option_values_are_usage_errors(tiny, photos, extra, message):
+    result = run_cli("features", str(tiny), str(photos), *extra)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"vggspec features: error: {message}"

@@ -46,6 +46,30 @@ def _start_tensorflow(args) -> None:
         tf.config.list_physical_devices("GPU")
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _colour_map(name: str) -> str:
+    from .render import colormap
+
+    try:
+        colormap(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
+def _check_weights(path: str | None) -> None:
+    """A weights path that is not there fails now, not after the model is built."""
+    if path and not Path(path).is_file():
+        raise InputError(f"{path}: no such file" if not Path(path).exists()
+                         else f"{path}: is not a file")
+
+
 def _limit_bytes(args) -> int | None:
     return None if args.max_weight_gib <= 0 else int(args.max_weight_gib * GIB)
 
@@ -103,9 +127,7 @@ def cmd_build(args) -> int:
 
     if args.save:
         check_output_file(args.save, (".keras",))
-    if args.weights and not Path(args.weights).is_file():
-        raise InputError(f"{args.weights}: no such file" if not Path(args.weights).exists()
-                         else f"{args.weights}: is not a file")
+    _check_weights(args.weights)
     layout = plan(args.spec, _limit_bytes(args))
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
@@ -141,8 +163,10 @@ def cmd_features(args) -> int:
     from .plan import plan
 
     images = list_images(args.images)  # missing files, empty folders: fail before building
-    check_output_dir(args.out)
+    _check_weights(args.weights)
     layout = plan(args.spec, _limit_bytes(args))
+    layout.tap_layers(args.taps)
+    check_output_dir(args.out)
     _start_tensorflow(args)
     from .pipeline import extract_features
 
@@ -253,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--taps", nargs="+", metavar="TAP",
                           help="taps to show: block1..blockN or layer names such as "
                                "block3_conv3 (default: the spec's taps, every block)")
-    features.add_argument("--max-channels", type=int, metavar="N",
+    features.add_argument("--max-channels", type=_positive, metavar="N",
                           help="show only the first N channels of each tap")
     features.add_argument("--resize", choices=("crop", "resize"), default="crop",
                           help="crop: scale the shorter side to the input size and cut the "
@@ -263,13 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "weights expect (default for 3 channels); torch: 0..1, "
                                "ImageNet mean and std; tf: -1..1 (default otherwise); "
                                "none: 0..255")
-    features.add_argument("--batch-size", type=int, default=16, metavar="N",
+    features.add_argument("--batch-size", type=_positive, default=16, metavar="N",
                           help="images per forward pass (default 16)")
     features.add_argument("--npz", action="store_true",
                           help="also save the raw maps as OUT/<image-stem>/features.npz")
     features.add_argument("--no-png", action="store_true",
                           help="write no pictures (with --npz: arrays only)")
-    features.add_argument("--cmap", default="viridis",
+    features.add_argument("--cmap", default="viridis", type=_colour_map,
                           help="matplotlib colour map for the maps (default viridis)")
     _add_limit(features)
     features.set_defaults(run=cmd_features)

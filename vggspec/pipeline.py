@@ -46,6 +46,13 @@ def _folders(images: list[Path], out: Path) -> list[Path]:
 
 def _write_one(image: np.ndarray, maps: dict[str, np.ndarray], folder: Path, png: bool,
                npz: bool, max_channels: int | None, cmap: str) -> None:
+    try:
+        _write_files(image, maps, folder, png, npz, max_channels, cmap)
+    except OSError as error:
+        raise InputError(f"{folder}: cannot write: {error.strerror or error}") from None
+
+
+def _write_files(image, maps, folder, png, npz, max_channels, cmap) -> None:
     from .render import render_overview, write_grid, write_png
 
     folder.mkdir(parents=True, exist_ok=True)
