@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vggspec",
         description="Define, check, build and look inside VGG-family networks from a "
                     "short YAML spec (see archs/ for examples).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for errors (for reporting bugs)")
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per tap (all channels tiled, each normalised on its own) and an "
                     "overview.png to OUT/<image-stem>/. Folders are expanded to the images "
                     "in them. Bad images are skipped and listed at the end (exit 2).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     features.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     features.add_argument("images", nargs="+", metavar="IMAGE",
                           help="image files or folders of images")
