@@ -9,14 +9,10 @@ called, so `import vggspec` stays light.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-from .errors import InputError
-from .names import INPUT_NAME
+from .names import INPUT_NAME, resolve_taps
 from .plan import DEFAULT_MAX_WEIGHT_BYTES, Plan, plan
-
-_BLOCK_TAP = re.compile(r"block(\d+)")
 
 
 def _as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
@@ -59,26 +55,6 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     return model
 
 
-def tap_layer_names(model, taps: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
-    """Map each tap to the layer whose output it is: ``blockN`` is the last layer of
-    block N, anything else a layer name. Default: every block of the model."""
-    names = [layer.name for layer in model.layers]
-    if taps is None:
-        blocks = sorted({int(m.group(1)) for n in names if (m := re.match(r"block(\d+)_", n))})
-        taps = [f"block{b}" for b in blocks]
-    mapping = {}
-    for tap in taps:
-        if _BLOCK_TAP.fullmatch(tap):
-            inside = [n for n in names if n.startswith(f"{tap}_")]
-            if inside:
-                mapping[tap] = inside[-1]
-                continue
-        if tap not in names:
-            raise InputError(f"{model.name}: no layer or block named '{tap}'")
-        mapping[tap] = tap
-    return mapping
-
-
 def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None = None, *,
                   weights: str | os.PathLike | None = None):
     """A model whose output is a dict of feature maps keyed by tap name.
@@ -100,6 +76,6 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
         model = build_model(layout, weights=weights)
         if taps is None:
             taps = layout.spec.taps
-    mapping = tap_layer_names(model, taps)
+    mapping = resolve_taps((layer.name for layer in model.layers), taps, model.name)
     outputs = {tap: model.get_layer(name).output for tap, name in mapping.items()}
     return keras.Model(model.input, outputs, name=f"{model.name}_features")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -43,3 +44,9 @@ class InputError(OSError):
     that names the file."""
 
     exit_code = EXIT_UNUSABLE_INPUT
+
+
+def did_you_mean(word: str, choices) -> str:
+    """"; did you mean 'kernel'?" for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

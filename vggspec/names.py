@@ -6,6 +6,13 @@ call it, so that published weights load by name and taps mean the same everywher
 
 from __future__ import annotations
 
+import re
+from typing import Iterable
+
+from .errors import InputError, did_you_mean
+
+_IN_BLOCK = re.compile(r"(block\d+)_")
+
 # keras.applications leaves these layers auto-named; a fresh session gives them these names.
 GLOBAL_POOL_NAMES = {
     "global_avg": "global_average_pooling2d",
@@ -36,3 +43,30 @@ def layer_name(block: int | None = None, conv: int | None = None, *,
 def block_tap(block: int) -> str:
     """The tap name for the output of a whole block: ``block1`` ... ``blockN``."""
     return f"block{block}"
+
+
+def tap_targets(layer_names: Iterable[str]) -> dict[str, str]:
+    """Every possible tap -> its layer: each layer's own name, and ``blockN`` for the last
+    layer named ``blockN_...`` (its pool, or its last conv when it has none)."""
+    targets = {}
+    for name in layer_names:
+        targets[name] = name
+        if match := _IN_BLOCK.match(name):
+            targets[match.group(1)] = name
+    return targets
+
+
+def resolve_taps(layer_names: Iterable[str], taps: Iterable[str] | None,
+                 source: str) -> dict[str, str]:
+    """Tap -> layer for each of ``taps`` (default: every block, in order). Raises
+    InputError naming ``source`` for a tap with no layer."""
+    targets = tap_targets(layer_names)
+    if taps is None:
+        taps = [tap for tap in targets if re.fullmatch(r"block\d+", tap)]
+    mapping = {}
+    for tap in taps:
+        if tap not in targets:
+            raise InputError(f"{source}: no layer or block named '{tap}'"
+                             f"{did_you_mean(tap, sorted(targets))}")
+        mapping[tap] = targets[tap]
+    return mapping

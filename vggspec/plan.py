@@ -8,13 +8,12 @@ from each row's Keras class name and constructor arguments, so the two cannot dr
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .errors import InputError, Issue, SpecError
-from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name
+from .errors import Issue, SpecError
+from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve_taps
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -83,21 +82,10 @@ class Plan:
         return totals
 
     def tap_layers(self, taps: Iterable[str] | None = None) -> dict[str, str]:
-        """Tap name -> the layer whose output it is (``blockN``: the block's last layer),
-        for ``taps`` or the spec's taps. Raises InputError for a tap with no layer."""
-        last_of_block = {}
-        for layer in self.layers:
-            if layer.block is not None:
-                last_of_block[block_tap(layer.block)] = layer.name
-        names = [layer.name for layer in self.layers]
-        mapping = {}
-        for tap in self.spec.taps if taps is None else taps:
-            mapping[tap] = last_of_block.get(tap, tap)
-            if mapping[tap] not in names:
-                close = difflib.get_close_matches(tap, names + list(last_of_block), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise InputError(f"{self.spec.source}: no layer or block named '{tap}'{hint}")
-        return mapping
+        """Tap name -> the layer whose output it is, for ``taps`` or the spec's taps.
+        Raises InputError for a tap with no layer."""
+        return resolve_taps((layer.name for layer in self.layers),
+                            self.spec.taps if taps is None else taps, self.spec.source)
 
     def up_to(self, layer_names: Iterable[str]) -> Plan:
         """This plan cut after the last of ``layer_names``: all a feature model needs, so

@@ -7,7 +7,6 @@ No TensorFlow here: `vggspec validate` must start in a fraction of a second.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from . import _yaml
-from .errors import InputError, Issue, SpecError
-from .names import block_tap
+from .errors import InputError, Issue, SpecError, did_you_mean
+from .names import block_tap, tap_targets
 
 MAX_EXTENDS_DEPTH = 16
 CONV_SETTINGS = ("kernel", "padding", "activation", "batch_norm")
@@ -255,7 +254,7 @@ def _find_base(reference: str, base_dir: Path) -> tuple[Path | None, str]:
     if shipped.is_file():
         return shipped, f"{reference} (archs/{reference}.yaml)"
     names = sorted(p.stem for p in shipped_archs().glob("*.yaml"))
-    return None, f"no shipped spec named '{reference}'{_did_you_mean(reference, names)}"
+    return None, f"no shipped spec named '{reference}'{did_you_mean(reference, names)}"
 
 
 def shipped_archs() -> Path:
@@ -304,11 +303,11 @@ def _finish(root, issues: list[Issue], display: str) -> Spec:
     from .plan import plan_layers  # plain Python; shares one layer walk with the planner
 
     layers, plan_issues = plan_layers(spec)
-    names = {layer.name for layer in layers} | {block_tap(i + 1) for i in range(len(spec.blocks))}
+    targets = tap_targets(layer.name for layer in layers)
     for index, tap in enumerate(spec.taps):
-        if tap not in names:
+        if tap not in targets:
             plan_issues.append(spec.issue(f"$.taps[{index}]", f"no layer or block named "
-                                          f"'{tap}'{_did_you_mean(tap, sorted(names))}"))
+                                          f"'{tap}'{did_you_mean(tap, sorted(targets))}"))
     if plan_issues:
         raise SpecError(plan_issues)
     return spec
@@ -318,9 +317,8 @@ def _build(data: dict, display: str, nodes: Mapping[str, Any]) -> tuple[Spec, li
     top = json_schema()
     defaults = data.get("defaults", {})
     conv_defaults = _defaults_of(top["properties"]["defaults"])
-    conv_defaults.pop("pool")
+    default_pool = defaults.get("pool", conv_defaults.pop("pool"))
     conv_defaults.update({k: defaults[k] for k in CONV_SETTINGS if k in defaults})
-    default_pool = defaults.get("pool", "max")
     lrn = Lrn(**{**_defaults_of(top["$defs"]["lrn"]), **defaults.get("lrn", {})})
     issues: list[Issue] = []
 
@@ -376,9 +374,10 @@ def _build(data: dict, display: str, nodes: Mapping[str, Any]) -> tuple[Spec, li
 
 
 def _pool(raw: str | dict, path: str) -> Pool:
+    size = _defaults_of(json_schema()["$defs"]["pool"]["oneOf"][1])["size"]
     if isinstance(raw, str):
-        return Pool(type=raw, path=path)
-    size = raw.get("size", 2)
+        return Pool(type=raw, size=size, stride=size, path=path)
+    size = raw.get("size", size)
     return Pool(type=raw["type"], size=size, stride=raw.get("stride", size), path=path)
 
 
@@ -435,11 +434,6 @@ def _json_path(parts) -> str:
     return path
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 def _branch_title(branch: dict) -> str:
     if "$ref" in branch:
         branch = json_schema()["$defs"][branch["$ref"].rsplit("/", 1)[-1]]
@@ -482,7 +476,7 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
         allowed = sorted(error.schema.get("properties", {}))
         for key in value:
             if key not in allowed:
-                hint = _did_you_mean(key, allowed)
+                hint = did_you_mean(key, allowed)
                 yield _yaml.child_path(path, key), (f"unknown key {_describe(key)}{hint} "
                                         f"(allowed here: {', '.join(allowed)})"), True
     elif rule == "required":
@@ -491,7 +485,7 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
                 yield path, f"missing required key '{key}'", False
     elif rule == "enum":
         choices = ", ".join(str(c) for c in limit)
-        hint = _did_you_mean(value, [str(c) for c in limit]) if isinstance(value, str) else ""
+        hint = did_you_mean(value, [str(c) for c in limit]) if isinstance(value, str) else ""
         yield path, f"must be one of {choices}, got {_describe(value)}{hint}", False
     elif rule == "minimum":
         yield path, f"must be at least {limit}, got {_describe(value)}", False
