@@ -151,3 +151,14 @@ def test_bad_option_values_are_usage_errors(tiny, photos, extra, message):
     result = run_cli("features", str(tiny), str(photos), *extra)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == f"vggspec features: error: {message}"
+
+
+def test_animated_image_warns_and_uses_the_first_frame(tiny, tmp_path):
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ((0, 0, 0), (255, 255, 255))]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    result = run_cli("features", str(tiny), str(gif), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        f"warning: {gif}: animated image; using its first frame"]
+    assert (tmp_path / "o" / "anim" / "overview.png").is_file()

@@ -15,7 +15,8 @@ from .names import INPUT_NAME, resolve_taps
 from .plan import DEFAULT_MAX_WEIGHT_BYTES, Plan, plan
 
 
-def _as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
+def as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
+    """A Plan from a Plan, a Spec or a path, with the weight limit checked."""
     if isinstance(spec_or_path, Plan):
         spec_or_path.check_weight_limit(max_weight_bytes)
         return spec_or_path
@@ -36,7 +37,7 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     >>> model.get_layer("block5_pool").output.shape
     (None, 7, 7, 512)
     """
-    layout = _as_plan(spec_or_path, max_weight_bytes)
+    layout = as_plan(spec_or_path, max_weight_bytes)
     import keras
 
     from .layers import LocalResponseNormalization
@@ -72,7 +73,7 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
     if isinstance(model_or_spec, keras.Model):
         model = model_or_spec
     else:
-        layout = _as_plan(model_or_spec, DEFAULT_MAX_WEIGHT_BYTES)
+        layout = as_plan(model_or_spec, DEFAULT_MAX_WEIGHT_BYTES)
         model = build_model(layout, weights=weights)
         if taps is None:
             taps = layout.spec.taps

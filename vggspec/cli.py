@@ -182,6 +182,8 @@ def cmd_features(args) -> int:
         print(f"interrupted after {len(done)} of {len(images)} images"
               + (f"; done: {', '.join(done)}" if done else ""), file=sys.stderr)
         return 130
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for tap, shape in report.tap_shapes.items():
         print(f"{tap}: {shape}")
     for path, folder in report.done:

@@ -10,7 +10,6 @@ renamed, so Ctrl-C or a failing image never leaves half a PNG behind.
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,12 @@ from .features import (batches, check_preprocessing, default_preprocessing, list
 
 @dataclass
 class Report:
-    """What a run did: images done (with their folders), images that failed and why."""
+    """What a run did: images done (with their folders), images that failed and why,
+    warnings (animated images), and each tap's shape for one image."""
 
     done: list[tuple[Path, Path]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     tap_shapes: dict[str, tuple] = field(default_factory=dict)
 
 
@@ -85,13 +86,13 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     >>> report.done
     [(PosixPath('photo.jpg'), PosixPath('out/photo'))]
     """
-    from .builder import _as_plan, build_model, feature_model
+    from .builder import as_plan, build_model, feature_model
     from .features import compiled
     from .plan import DEFAULT_MAX_WEIGHT_BYTES
 
     files = list_images(images)
     out = check_output_dir(out)
-    layout = _as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES)
+    layout = as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES)
     height, width, channels = layout.spec.input_shape
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
@@ -115,6 +116,16 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
         return loaded, failed, notes
 
     pending: list[tuple[Path, Future]] = []
+    # Each waiting write holds one image's maps (6 MB for VGG16): bound how many wait.
+    most_waiting = max(2 * size, 8)
+
+    def collect(wait: bool) -> None:
+        """Move finished writes (the oldest first, waiting for them if asked) to done."""
+        while pending and (wait or pending[0][1].done() or len(pending) > most_waiting):
+            path, future = pending.pop(0)
+            future.result()
+            report.done.append((path, folders[path]))
+
     writers, reader = ThreadPoolExecutor(max_workers=2), ThreadPoolExecutor(max_workers=1)
     finished = 0
     try:
@@ -124,8 +135,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
             if index + 1 < len(groups):
                 next_group = reader.submit(load, groups[index + 1])
             report.failed += failed
-            for note in notes:
-                print(f"warning: {note}", file=sys.stderr)
+            report.warnings += notes
             if loaded:
                 pixels = np.stack([array for _, array in loaded])
                 maps = run(preprocess(pixels, preprocessing))
@@ -137,30 +147,20 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
                     pending.append((path, writers.submit(_write_one, array, one,
                                                          folders[path], png, npz,
                                                          max_channels, cmap)))
-            still = []
-            for path, future in pending:
-                if future.done():
-                    future.result()
-                    report.done.append((path, folders[path]))
-                else:
-                    still.append((path, future))
-            pending = still
+            collect(wait=False)
             finished += len(group)
             if progress:
                 progress(finished, len(files))
-        for path, future in pending:
-            future.result()
-            report.done.append((path, folders[path]))
-        pending = []
+        collect(wait=True)
     except KeyboardInterrupt as interrupt:
-        for path, future in pending:
-            if future.cancel():
-                continue
-            try:
-                future.result()
-                report.done.append((path, folders[path]))
-            except BaseException:
-                pass
+        for _, future in pending:
+            future.cancel()
+        # Writes already under way finish whole (write then rename); count them as done.
+        pending[:] = [(path, future) for path, future in pending if not future.cancelled()]
+        try:
+            collect(wait=True)
+        except Exception:  # a write that failed while we stop is simply not done
+            pass
         interrupt.report = report
         raise
     finally:
