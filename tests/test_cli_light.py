@@ -95,3 +95,16 @@ def test_light_paths_never_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True)
     assert result.stdout.splitlines()[-1] == "LIGHT"
+
+
+def test_heavy_names_load_on_first_use_and_keras_on_first_call():
+    code = ("import sys, vggspec\n"
+            "light = 'tensorflow' not in sys.modules and 'numpy' not in sys.modules\n"
+            "grid = vggspec.render_grid\n"
+            "print(light, 'tensorflow' in sys.modules, grid.__module__,"
+            " vggspec.build_model.__module__, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True)
+    # Keras itself is imported only when build_model is called.
+    assert result.stdout.split() == ["True", "False", "vggspec.render", "vggspec.builder",
+                                     "False"]

@@ -175,7 +175,7 @@ def cmd_features(args) -> int:
             layout, images, args.out, weights=args.weights, taps=args.taps,
             batch_size=args.batch_size, resize=args.resize, preprocessing=args.preprocess,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
-            cmap=args.cmap, progress=_progress)
+            cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args))
     except KeyboardInterrupt as interrupt:
         report = getattr(interrupt, "report", None)
         done = [str(path) for path, _ in report.done] if report else []

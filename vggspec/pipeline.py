@@ -19,6 +19,7 @@ import numpy as np
 
 from ._files import atomic_path, check_output_dir
 from .errors import InputError
+from .plan import DEFAULT_MAX_WEIGHT_BYTES
 from .features import (batches, check_preprocessing, default_preprocessing, list_images,
                        load_image, preprocess)
 
@@ -74,7 +75,8 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
                      *, weights=None, taps=None, batch_size: int = 16, resize: str = "crop",
                      preprocessing: str | None = None, png: bool = True, npz: bool = False,
                      max_channels: int | None = None, cmap: str = "viridis",
-                     progress: Callable[[int, int], None] | None = None) -> Report:
+                     progress: Callable[[int, int], None] | None = None,
+                     max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES) -> Report:
     """Write feature-map pictures (and/or arrays) for each image to ``out/<stem>/``.
 
     Bad images are skipped and listed in the report's ``failed``; the rest are done.
@@ -88,11 +90,10 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     """
     from .builder import as_plan, build_model, feature_model
     from .features import compiled
-    from .plan import DEFAULT_MAX_WEIGHT_BYTES
 
     files = list_images(images)
     out = check_output_dir(out)
-    layout = as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES)
+    layout = as_plan(spec_or_path, max_weight_bytes)
     height, width, channels = layout.spec.input_shape
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
