@@ -108,3 +108,12 @@ def test_heavy_names_load_on_first_use_and_keras_on_first_call():
     # Keras itself is imported only when build_model is called.
     assert result.stdout.split() == ["True", "False", "vggspec.render", "vggspec.builder",
                                      "False"]
+
+
+def test_debug_shows_the_traceback_otherwise_one_line():
+    quiet = run_cli("validate", "archs/nope.yaml")
+    loud = run_cli("--debug", "validate", "archs/nope.yaml")
+    assert quiet.stderr == "archs/nope.yaml: no such file\n"
+    assert "Traceback (most recent call last)" in run_cli("--debug", "summary",
+                                                          "archs/nope.yaml").stderr
+    assert loud.returncode == 2 and loud.stderr == quiet.stderr  # validate reports, no crash

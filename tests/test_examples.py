@@ -1,0 +1,49 @@
+"""The examples run and produce what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import ROOT
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_reproduce_writeup(tmp_path):
+    lines = run_example("reproduce_writeup.py", "--out", str(tmp_path)).stdout.splitlines()
+    assert lines[:6] == ["Input image: (224, 224, 3)",
+                         "Feature map after block1: TensorShape([1, 112, 112, 64])",
+                         "Feature map after block2: TensorShape([1, 56, 56, 128])",
+                         "Feature map after block3: TensorShape([1, 28, 28, 256])",
+                         "Feature map after block4: TensorShape([1, 14, 14, 512])",
+                         "Feature map after block5: TensorShape([1, 7, 7, 512])"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "block1.png", "block2.png", "block3.png", "block4.png", "block5.png", "input.png",
+        "overview.png"]
+    with Image.open(tmp_path / "input.png") as image:
+        assert image.size == (224, 224)
+
+
+def test_variant_by_extends(tmp_path):
+    out = run_example("variant_by_extends.py", "--out", str(tmp_path)).stdout
+    assert "vgg16: input (224, 224, 3)" in out and "vgg16_small_gap: input (64, 64, 3)" in out
+    assert "parameters:  138,357,544" in out and "parameters:  10,537,280" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "vgg16.png", "vgg16_small_gap.png", "vgg16_small_gap.yaml"]
+
+
+def test_perceptual_loss():
+    lines = run_example("perceptual_loss.py").stdout.splitlines()
+    assert lines[0].split() == ["tap", "shape", "blurred", "shifted"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == ["block1_conv2", "block2_conv2", "block3_conv3",
+                                        "block4_conv3"]
+    assert all(float(row[-1]) > 0 and float(row[-2]) > 0 for row in rows)
