@@ -98,8 +98,6 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
     needed = layout.tap_layers(taps)
-    model = build_model(layout.up_to(needed.values()), weights=weights, max_weight_bytes=None)
-    run = compiled(feature_model(model, list(needed)))
     report = Report()
     size = batch_size if height is not None and width is not None else 1
     folders = dict(zip(files, _folders(files, out)))
@@ -130,7 +128,11 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     writers, reader = ThreadPoolExecutor(max_workers=2), ThreadPoolExecutor(max_workers=1)
     finished = 0
     try:
+        # The first batch is read while the model is built and its call traced.
         next_group = reader.submit(load, groups[0]) if groups else None
+        model = build_model(layout.up_to(needed.values()), weights=weights,
+                            max_weight_bytes=None)
+        run = compiled(feature_model(model, list(needed)))
         for index, group in enumerate(groups):
             loaded, failed, notes = next_group.result()
             if index + 1 < len(groups):
