@@ -18,7 +18,7 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Pat
         raise InputError(f"{path}: the file name must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise InputError(f"{path}: is a directory")
-    check_output_dir(path.parent if str(path.parent) else Path("."), create=False)
+    check_output_dir(path.parent, create=False)
     return path
 
 

@@ -143,6 +143,9 @@ def save_model(model, path: str | os.PathLike) -> Path:
     """Save ``model`` as a .keras file, atomically: the file appears whole or not at all,
     even on Ctrl-C. Raises InputError for a path that cannot be written."""
     path = check_output_file(path, (".keras",))
-    with atomic_path(path) as temporary:
-        model.save(temporary)
+    try:
+        with atomic_path(path) as temporary:
+            model.save(temporary)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
     return path
