@@ -131,10 +131,14 @@ def test_interrupt_leaves_only_whole_files_and_reports_done(tiny, photos, tmp_pa
 @pytest.mark.parametrize("extra, message", [
     (["--taps", "block9"], "{spec}: no layer or block named 'block9'; did you mean 'block2'?"),
     (["--weights", "{tmp}/none.h5"], "{tmp}/none.h5: no such file"),
+    (["--preprocess", "torch", "--taps", "block1"], None),
 ])
 def test_bad_options_fail_before_anything_is_written(tiny, photos, tmp_path, extra, message):
     out = tmp_path / "out"
     extra = [item.format(tmp=tmp_path) for item in extra]
+    if message is None:  # torch preprocessing of a grey spec
+        tiny.write_text(TINY.replace("[32, 32, 3]", "[32, 32, 1]"))
+        message = "torch preprocessing needs 3 channels, the spec has 1; use --preprocess tf or none"
     result = run_cli("features", str(tiny), str(photos), "--out", str(out), *extra)
     assert result.returncode == 2
     assert result.stderr.strip() == message.format(spec=tiny, tmp=tmp_path)

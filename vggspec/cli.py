@@ -159,13 +159,17 @@ def _progress(done: int, total: int) -> None:
 
 def cmd_features(args) -> int:
     from ._files import check_output_dir
-    from .features import list_images
+    from .features import check_preprocessing, default_preprocessing, list_images
     from .plan import plan
 
-    images = list_images(args.images)  # missing files, empty folders: fail before building
+    # Everything that can be wrong with the inputs fails before any folder is made.
+    images = list_images(args.images)
     _check_weights(args.weights)
     layout = plan(args.spec, _limit_bytes(args))
     layout.tap_layers(args.taps)
+    channels = layout.spec.input_shape[2]
+    preprocessing = args.preprocess or default_preprocessing(channels)
+    check_preprocessing(preprocessing, channels)
     check_output_dir(args.out)
     _start_tensorflow(args)
     from .pipeline import extract_features
@@ -173,7 +177,7 @@ def cmd_features(args) -> int:
     try:
         report = extract_features(
             layout, images, args.out, weights=args.weights, taps=args.taps,
-            batch_size=args.batch_size, resize=args.resize, preprocessing=args.preprocess,
+            batch_size=args.batch_size, resize=args.resize, preprocessing=preprocessing,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
             cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args))
     except KeyboardInterrupt as interrupt:
