@@ -4,10 +4,8 @@ that they never import TensorFlow."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import INVALID, ROOT, run_cli
+from conftest import INVALID, ROOT, run_cli, run_python
 
 
 def test_validate_all_archs_exit_0():
@@ -92,8 +90,7 @@ def test_light_paths_never_import_tensorflow():
             "c.main(['schema'])\n"
             "print('TF' if any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)"
             " else 'LIGHT')\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = run_python(code)
     assert result.stdout.splitlines()[-1] == "LIGHT"
 
 
@@ -103,8 +100,7 @@ def test_heavy_names_load_on_first_use_and_keras_on_first_call():
             "grid = vggspec.render_grid\n"
             "print(light, 'tensorflow' in sys.modules, grid.__module__,"
             " vggspec.build_model.__module__, 'tensorflow' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = run_python(code)
     # Keras itself is imported only when build_model is called.
     assert result.stdout.split() == ["True", "False", "vggspec.render", "vggspec.builder",
                                      "False"]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import vggspec
-from conftest import ROOT
+from conftest import ROOT, run_cli, run_python
 from vggspec.diagram import diagram_boxes, write_diagram
 from vggspec.render import (GAP, LEVELS, MIN_WIDTH, ROW, TITLE_HEIGHT, grid_palette,
-                            grid_shape, render_grid, render_overview, tile_scale, write_grid,
-                            write_png)
+                            grid_shape, render_grid, render_overview, tile_scale, write_grid)
 
 
 @pytest.mark.parametrize("shape, rows, columns, zoom", [
@@ -119,12 +116,9 @@ def test_diagram_cli_without_tensorflow(tmp_path):
     code = ("import sys, vggspec.cli as c\n"
             f"rc = c.main(['diagram', 'archs/vgg19.yaml', '--out', r'{tmp_path}/v.svg'])\n"
             "print(rc, any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = run_python(code)
     assert result.stdout.splitlines()[-1] == "0 False"
     assert (tmp_path / "v.svg").read_text().count(">conv3-512<") == 8
-    bad = subprocess.run([sys.executable, "-m", "vggspec", "diagram", "archs/vgg19.yaml",
-                          "--out", str(tmp_path / "v.jpg")], cwd=ROOT, capture_output=True,
-                         text=True)
+    bad = run_cli("diagram", "archs/vgg19.yaml", "--out", str(tmp_path / "v.jpg"))
     assert (bad.returncode, bad.stderr.strip()) == (
         2, f"{tmp_path}/v.jpg: the file name must end in .png or .svg")

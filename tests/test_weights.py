@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import h5py
 import keras
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 
 import vggspec
-from conftest import ROOT, run_cli
+from conftest import run_cli, run_python
 from vggspec.builder import build_model
 from vggspec.weights import load_weights, save_model
 
@@ -142,10 +140,9 @@ def test_cli_build_prints_summary_and_tap_shapes_and_saves(tmp_path):
     assert sum("(LocalResponseNormalization)" in line for line in lines) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "s.yaml"]
     code = ("import vggspec.layers, keras, sys\n"
-            f"m = keras.models.load_model(sys.argv[1])\n"
+            "m = keras.models.load_model(sys.argv[1])\n"
             "print(m.name, len(m.layers), m.count_params())")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")],
-                         capture_output=True, text=True)
+    out = run_python(code, str(tmp_path / "m.keras"))
     assert out.stdout.split() == ["small_lrn", "19", str(vggspec.plan(vggspec.load_spec(spec)).params)]
 
 
@@ -155,8 +152,7 @@ def test_saved_vgg16_reloads_with_plain_keras(tmp_path):
     assert run_cli("build", str(spec), "--save", str(tmp_path / "v.keras")).returncode == 0
     code = ("import keras, sys\nm = keras.models.load_model(sys.argv[1])\n"
             "print(m.name, [l.name for l in m.layers][-3:])")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v.keras")],
-                         capture_output=True, text=True)
+    out = run_python(code, str(tmp_path / "v.keras"))
     assert out.stdout.strip() == "v ['fc1', 'fc2', 'predictions']"
 
 
