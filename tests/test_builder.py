@@ -148,3 +148,10 @@ def test_lrn_layer_matches_tensorflow():
 def test_memory_limit_applies_before_building():
     with pytest.raises(vggspec.SpecError, match="over the limit of 100.0 MiB"):
         build_model(ROOT / "archs" / "vgg16.yaml", max_weight_bytes=100 * 2**20)
+
+
+def test_feature_model_of_a_spec_builds_only_up_to_its_last_tap():
+    features = feature_model(ROOT / "archs" / "vgg16.yaml", ["block1_conv2", "block3_conv3"])
+    names = [layer.name for layer in features.layers]
+    assert names[-1] == "block3_conv3" and "fc1" not in names and "block3_pool" not in names
+    assert features.count_params() == 38_720 + 221_440 + 1_475_328

@@ -57,12 +57,16 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
 
 
 def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None = None, *,
-                  weights: str | os.PathLike | None = None):
+                  weights: str | os.PathLike | None = None,
+                  max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES):
     """A model whose output is a dict of feature maps keyed by tap name.
 
     ``model_or_spec`` is a Keras model (ours or keras.applications') or anything
-    build_model takes. ``taps`` defaults to the spec's taps (every block: ``block1`` ...
-    ``blockN``); any layer name works too, such as ``block3_conv3`` for a perceptual loss.
+    build_model takes; from a spec, only the layers up to the last tap are built (and
+    ``weights`` loaded into them), so conv taps never allocate the dense head. ``taps``
+    defaults to the spec's taps (every block: ``block1`` ... ``blockN``); any layer name
+    works too, such as ``block3_conv3`` for a perceptual loss. Raises InputError for a
+    tap with no layer.
 
     >>> features = feature_model("archs/vgg16.yaml")
     >>> {k: v.shape for k, v in features(np.zeros((1, 224, 224, 3))).items()}["block1"]
@@ -73,10 +77,11 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
     if isinstance(model_or_spec, keras.Model):
         model = model_or_spec
     else:
-        layout = as_plan(model_or_spec, DEFAULT_MAX_WEIGHT_BYTES)
-        model = build_model(layout, weights=weights)
-        if taps is None:
-            taps = layout.spec.taps
+        layout = as_plan(model_or_spec, max_weight_bytes)
+        needed = layout.tap_layers(taps)
+        taps = list(needed)
+        model = build_model(layout.up_to(needed.values()), weights=weights,
+                            max_weight_bytes=None)
     mapping = resolve_taps((layer.name for layer in model.layers), taps, model.name)
     outputs = {tap: model.get_layer(name).output for tap, name in mapping.items()}
     return keras.Model(model.input, outputs, name=f"{model.name}_features")

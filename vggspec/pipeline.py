@@ -88,7 +88,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     >>> report.done
     [(PosixPath('photo.jpg'), PosixPath('out/photo'))]
     """
-    from .builder import as_plan, build_model, feature_model
+    from .builder import as_plan, feature_model
     from .features import compiled
 
     files = list_images(images)
@@ -97,7 +97,6 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     height, width, channels = layout.spec.input_shape
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
-    needed = layout.tap_layers(taps)
     report = Report()
     size = batch_size if height is not None and width is not None else 1
     folders = dict(zip(files, _folders(files, out)))
@@ -130,9 +129,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     try:
         # The first batch is read while the model is built and its call traced.
         next_group = reader.submit(load, groups[0]) if groups else None
-        model = build_model(layout.up_to(needed.values()), weights=weights,
-                            max_weight_bytes=None)
-        run = compiled(feature_model(model, list(needed)))
+        run = compiled(feature_model(layout, taps, weights=weights, max_weight_bytes=None))
         for index, group in enumerate(groups):
             loaded, failed, notes = next_group.result()
             if index + 1 < len(groups):
