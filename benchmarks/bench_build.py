@@ -71,7 +71,7 @@ def main() -> None:
     ours, theirs = build_model(SPEC), keras.applications.VGG16(weights=None)
     for batch in (1, 8):
         a, b = [], []
-        for _ in range(3):  # alternate so drift in machine load hits both
+        for _ in range(5):  # alternate so drift in machine load hits both
             a.append(throughput(ours, batch, r))
             b.append(throughput(theirs, batch, r))
         a, b = statistics.median(a), statistics.median(b)
@@ -82,7 +82,7 @@ def main() -> None:
     base = keras.applications.VGG16(weights=None, include_top=False)
     for batch in (1, 8):
         a, b = [], []
-        for _ in range(3):
+        for _ in range(5):
             a.append(throughput(features, batch, r))
             b.append(throughput(base, batch, r))
         a, b = statistics.median(a), statistics.median(b)
