@@ -11,6 +11,24 @@ from typing import Iterator
 from .errors import InputError
 
 
+def read_start(path: str | os.PathLike, size: int, kind: str, display: str | None = None
+               ) -> bytes:
+    """The first ``size`` bytes of an input file; InputError, naming it as ``display``,
+    for a path that is missing, a folder or unreadable. ``kind`` says what it should be."""
+    path, display = Path(path), display or str(path)
+    if path.is_dir():
+        raise InputError(f"{display}: is a directory, not a {kind}")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except FileNotFoundError:
+        raise InputError(f"{display}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{display}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"{display}: cannot read: {error.strerror or error}") from None
+
+
 def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Path:
     """Refuse, before any work, an output file that could not be written."""
     path = Path(path)

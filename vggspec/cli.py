@@ -65,9 +65,10 @@ def _colour_map(name: str) -> str:
 
 def _check_weights(path: str | None) -> None:
     """A weights path that is not there fails now, not after the model is built."""
-    if path and not Path(path).is_file():
-        raise InputError(f"{path}: no such file" if not Path(path).exists()
-                         else f"{path}: is not a file")
+    if path:
+        from ._files import read_start
+
+        read_start(path, 0, "weights file")
 
 
 def _limit_bytes(args) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._files import atomic_path, check_output_file
@@ -94,9 +94,7 @@ def diagram_boxes(p: Plan) -> list[Box]:
             last_of_block[box.block] = index
     for block, index in last_of_block.items():
         shape = [layer for layer in p.layers if layer.block == block][-1].output_shape
-        box = boxes[index]
-        boxes[index] = Box(box.label, box.kind, box.height, box.thickness, box.block,
-                           _shape_text(shape))
+        boxes[index] = replace(boxes[index], caption=_shape_text(shape))
     return boxes
 
 

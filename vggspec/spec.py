@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from . import _yaml
+from ._files import read_start
 from .errors import InputError, Issue, SpecError, did_you_mean
 from .names import block_tap, tap_targets
 
@@ -180,22 +181,8 @@ def spec_from_text(text: str, file: str = "<text>", base_dir: str | os.PathLike 
     return _finish(*_resolve_extends(root, file, Path(base_dir), chain=()))
 
 
-def _read_file(path: Path, display: str) -> bytes:
-    if path.is_dir():
-        raise InputError(f"{display}: is a directory, not a spec file")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(_yaml.MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{display}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{display}: permission denied") from None
-    except OSError as error:
-        raise InputError(f"{display}: cannot read: {error.strerror or error}") from None
-
-
 def _load_tree(path: Path, display: str, chain: tuple[Path, ...]):
-    data = _read_file(path, display)
+    data = read_start(path, _yaml.MAX_BYTES + 1, "spec file", display)
     try:
         root = _yaml.parse(_yaml.read_text(data, display), display)
     except _yaml.YamlFault as fault:

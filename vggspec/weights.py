@@ -17,7 +17,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from ._files import atomic_path, check_output_file
+from ._files import atomic_path, check_output_file, read_start
 from .errors import InputError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -63,15 +63,7 @@ def read_weights(path: Path, model=None) -> dict[str, list]:
     and position, so ``model`` is needed to turn those into our layer names."""
     import h5py
 
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a weights file")
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    head = read_start(path, len(HDF5_MAGIC), "weights file")
     try:
         if head.startswith(ZIP_MAGIC):
             with zipfile.ZipFile(path) as archive:
