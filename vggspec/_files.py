@@ -5,28 +5,84 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from .errors import InputError
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _not_regular(mode: int, display: str, kind: str) -> InputError | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return InputError(f"{display}: is a directory, not a {kind}")
+    what = next((words for test, words in _SPECIAL if test(mode)), "not a regular file")
+    return InputError(f"{display}: is {what}, not a {kind}; only regular files are read")
+
+
+def _os_error(error: OSError, display: str) -> InputError:
+    if isinstance(error, FileNotFoundError):
+        return InputError(f"{display}: no such file")
+    if isinstance(error, PermissionError):
+        return InputError(f"{display}: permission denied")
+    return InputError(f"{display}: cannot read: {error.strerror or error}")
+
+
+def check_regular(path: str | os.PathLike, kind: str, display: str | None = None) -> Path:
+    """Refuse, without opening it, a path that is missing or not a regular file (a
+    folder, FIFO, socket or device, any of which could hang or never end a read).
+    For paths handed to libraries that open files themselves (h5py)."""
+    path, display = Path(path), display or str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise _os_error(error, display) from None
+    problem = _not_regular(mode, display, kind)
+    if problem:
+        raise problem
+    return path
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike, kind: str, display: str | None = None
+                 ) -> Iterator[BinaryIO]:
+    """Open an input file for reading, refusing anything but a regular file: checked
+    before opening, and again on the open handle (opened non-blocking, so a FIFO swapped
+    in between cannot hang the open). InputError names the file as ``display``."""
+    display = display or str(path)
+    check_regular(path, kind, display)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise _os_error(error, display) from None
+    try:
+        problem = _not_regular(os.fstat(descriptor).st_mode, display, kind)
+        if problem:
+            raise problem
+        os.set_blocking(descriptor, True)
+        handle = os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with handle:
+        yield handle
 
 
 def read_start(path: str | os.PathLike, size: int, kind: str, display: str | None = None
                ) -> bytes:
     """The first ``size`` bytes of an input file; InputError, naming it as ``display``,
-    for a path that is missing, a folder or unreadable. ``kind`` says what it should be."""
-    path, display = Path(path), display or str(path)
-    if path.is_dir():
-        raise InputError(f"{display}: is a directory, not a {kind}")
-    try:
-        with open(path, "rb") as handle:
+    for a path that is missing, not a regular file or unreadable. ``kind`` says what it
+    should be."""
+    display = display or str(path)
+    with open_regular(path, kind, display) as handle:
+        try:
             return handle.read(size)
-    except FileNotFoundError:
-        raise InputError(f"{display}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{display}: permission denied") from None
-    except OSError as error:
-        raise InputError(f"{display}: cannot read: {error.strerror or error}") from None
+        except OSError as error:
+            raise _os_error(error, display) from None
 
 
 def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Path:
