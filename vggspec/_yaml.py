@@ -18,10 +18,13 @@ from typing import Any
 
 import yaml
 
-from .errors import Issue
+from .errors import Issue, clip, quote
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = 256 << 10  # specs are a few hundred bytes; this bounds a hostile one
 MAX_DEPTH = 32
+# No setting takes a number this long; longer ones are reported, never converted (Python
+# refuses to convert integers of more than 4,300 digits, and they mean nothing here).
+MAX_DIGITS = 18
 
 
 @dataclass(eq=False)
@@ -77,6 +80,10 @@ def _plain_scalar(text: str) -> tuple[Any, str | None]:
                       f"write true or false, or quote it for a string")
     if lowered in {".nan", ".inf", "-.inf", "+.inf"}:
         return text, f"{text} is not allowed: numbers must be finite"
+    digits = sum(char.isdigit() for char in text)
+    if digits > MAX_DIGITS and re.fullmatch(r"[-+]?[0-9][0-9_]*", text):
+        return text, (f"{quote(text)} is too large ({digits:,} digits): "
+                      f"no setting takes a number this big")
     if re.fullmatch(r"[-+]?0[0-9_]+", text):
         return text, (f"'{text}' has a leading zero: YAML 1.1 reads it as an octal number; "
                       f"write {int(text.replace('_', ''))} or quote it for a string")
@@ -93,7 +100,7 @@ def _plain_scalar(text: str) -> tuple[Any, str | None]:
     if _FLOAT.fullmatch(text):
         value = float(text)
         if not math.isfinite(value):
-            return text, f"{text} is too large: numbers must be finite"
+            return text, f"{quote(text)} is too large: numbers must be finite"
         if not _FLOAT_11.fullmatch(text):
             return text, (f"'{text}' is a string to YAML 1.1 readers; "
                           f"write it as {_float_fix(value)}")
@@ -159,7 +166,7 @@ def parse(text: str, file: str) -> Node | None:
             mapping = parent[0].value
             if key in mapping:
                 first = mapping[key]
-                raise fault(mark, f"duplicate key '{key}' at lines {first.key_line} "
+                raise fault(mark, f"duplicate key {quote(key)} at lines {first.key_line} "
                                   f"and {key_line}; keep one")
             node.key_line, node.key_column = key_line, key_column
             mapping[key] = node
@@ -174,13 +181,13 @@ def parse(text: str, file: str) -> Node | None:
                     raise fault(mark, "a spec file holds one YAML document; remove the "
                                       "extra '---' section")
             elif isinstance(event, yaml.AliasEvent):
-                raise fault(mark, f"YAML aliases (*{event.anchor}) are not allowed; "
+                raise fault(mark, f"YAML aliases (*{clip(event.anchor)}) are not allowed; "
                                   f"use 'extends' or 'defaults' to share settings")
             elif isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent,
                                     yaml.SequenceStartEvent)):
                 if event.tag is not None:
                     tag = event.tag.replace("tag:yaml.org,2002:", "!!")
-                    raise fault(mark, f"YAML tags ({tag}) are not allowed")
+                    raise fault(mark, f"YAML tags ({clip(tag)}) are not allowed")
                 if isinstance(event, yaml.ScalarEvent):
                     if event.style is None:
                         value, problem = _plain_scalar(event.value)

@@ -18,10 +18,13 @@ from typing import Any, Iterator, Mapping
 
 from . import _yaml
 from ._files import read_start
-from .errors import InputError, Issue, SpecError, did_you_mean
+from .errors import MAX_PATH, InputError, Issue, SpecError, clip, did_you_mean, quote
 from .names import block_tap, tap_targets
 
 MAX_EXTENDS_DEPTH = 16
+# extends reads shipped specs by name, and otherwise only files with these endings, so a
+# spec cannot make vggspec read (and quote in an error) any other file.
+SPEC_SUFFIXES = (".yaml", ".yml")
 CONV_SETTINGS = ("kernel", "padding", "activation", "batch_norm")
 
 
@@ -187,7 +190,7 @@ def _load_tree(path: Path, display: str, chain: tuple[Path, ...]):
         root = _yaml.parse(_yaml.read_text(data, display), display)
     except _yaml.YamlFault as fault:
         raise SpecError([fault.issue]) from None
-    return _resolve_extends(root, display, path.parent, chain + (path.resolve(),))
+    return _resolve_extends(root, display, path.parent, chain + (_real(path),))
 
 
 def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]):
@@ -198,10 +201,10 @@ def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]
         raise SpecError([Issue(display, 0, 0, "", "file is empty; a spec is a mapping with "
                                                   "name, input, blocks and head")])
     if not isinstance(root.value, dict):
-        kind = "a list" if isinstance(root.value, list) else f"the value {root.value!r}"
+        # Named, never quoted: the file may be something else entirely.
         raise SpecError([Issue(display, root.line, root.column, "$",
                                f"the top level must be a mapping with name, input, blocks "
-                               f"and head; got {kind}")])
+                               f"and head; got {_kind(root.value)}")])
     extends = root.value.get("extends")
     if extends is None:
         return root, issues, display
@@ -215,9 +218,9 @@ def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]
     base_path, shown = _find_base(extends.value, base_dir)
     if base_path is None:
         raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends",
-                                        f"base spec not found: {shown}")])
-    if base_path.resolve() in chain:
-        cycle = " -> ".join(p.name for p in chain + (base_path.resolve(),))
+                                        shown)])
+    if _real(base_path) in chain:
+        cycle = " -> ".join(p.name for p in chain + (_real(base_path),))
         raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends",
                                         f"extends goes round in a cycle: {cycle}")])
     try:
@@ -231,17 +234,31 @@ def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]
 
 
 def _find_base(reference: str, base_dir: Path) -> tuple[Path | None, str]:
-    """A name (vgg16) is a shipped spec; anything with a / or a .yaml ending is a path."""
-    if "/" in reference or "\\" in reference or reference.endswith((".yaml", ".yml")):
-        candidate = Path(os.path.normpath(base_dir / reference))
-        return (candidate if candidate.is_file() else None), str(candidate)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", reference):
-        return None, repr(reference)
-    shipped = shipped_archs() / f"{reference}.yaml"
-    if shipped.is_file():
-        return shipped, f"{reference} (archs/{reference}.yaml)"
-    names = sorted(p.stem for p in shipped_archs().glob("*.yaml"))
-    return None, f"no shipped spec named '{reference}'{did_you_mean(reference, names)}"
+    """Where a base is: a name (vgg16) is a shipped spec; anything with a / or a .yaml or
+    .yml ending is a path, relative to the extending file, that must end in .yaml or .yml
+    (after symlinks too). Returns (path, name to show) or (None, the problem)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", reference):
+        shipped = shipped_archs() / f"{reference}.yaml"
+        if shipped.is_file():
+            return shipped, f"{reference} (archs/{reference}.yaml)"
+        names = sorted(p.stem for p in shipped_archs().glob("*.yaml"))
+        return None, (f"no shipped spec named {quote(reference)}"
+                      f"{did_you_mean(reference, names)}")
+    candidate = Path(os.path.normpath(base_dir / reference))
+    shown = clip(str(candidate), MAX_PATH)
+    rule = "must be a shipped spec's name (vgg16) or a path to a .yaml or .yml file"
+    if not reference.lower().endswith(SPEC_SUFFIXES):
+        return None, f"{rule}; got {quote(reference)}"
+    if not os.path.lexists(candidate):  # False for a name too long, too
+        return None, f"base spec not found: {shown}"
+    if not _real(candidate).name.lower().endswith(SPEC_SUFFIXES):
+        return None, f"{rule}; {shown} is a link to a file without such a name"
+    return candidate, shown
+
+
+def _real(path: Path) -> Path:
+    """The path with symlinks followed; unlike Path.resolve, never raises on a loop."""
+    return Path(os.path.realpath(path))
 
 
 def shipped_archs() -> Path:
@@ -290,11 +307,13 @@ def _finish(root, issues: list[Issue], display: str) -> Spec:
     from .plan import plan_layers  # plain Python; shares one layer walk with the planner
 
     layers, plan_issues = plan_layers(spec)
+    if plan_issues:  # the walk stopped early: taps past that point would be false alarms
+        raise SpecError(plan_issues)
     targets = tap_targets(layer.name for layer in layers)
     for index, tap in enumerate(spec.taps):
         if tap not in targets:
             plan_issues.append(spec.issue(f"$.taps[{index}]", f"no layer or block named "
-                                          f"'{tap}'{did_you_mean(tap, sorted(targets))}"))
+                                          f"{quote(tap)}{did_you_mean(tap, sorted(targets))}"))
     if plan_issues:
         raise SpecError(plan_issues)
     return spec
@@ -400,13 +419,22 @@ _PATTERN_WORDS = {
 }
 
 
+def _kind(value: Any) -> str:
+    """What a value is, without quoting it."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return "true or false" if isinstance(value, bool) else "a number"
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:37] + "...")
+        return quote(value)
     if isinstance(value, list):
         return f"a list of {len(value)}"
     if isinstance(value, dict):
