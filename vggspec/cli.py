@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, InputError, SpecError
+from .errors import (EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, InputError, SpecError,
+                     printable)
 from .plan import GIB
 
 EPILOG = """exit codes: 0 success, 1 invalid spec, 2 usage error or a file that cannot be
@@ -46,10 +48,29 @@ def _start_tensorflow(args) -> None:
         tf.config.list_physical_devices("GPU")
 
 
-def _positive(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+def _count(most: int):
+    """An argparse type: a whole number from 1 to ``most``."""
+    def parse(text: str) -> int:
+        digits = text.strip()
+        value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 10 \
+            else 0
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {most:,}, "
+                                             f"got {printable(repr(text))}")
+        return value
+    return parse
+
+
+def _gib(text: str) -> float:
+    """An argparse type for a size limit in GiB: a number of at least 0; 0 or inf mean
+    no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of GiB, at least 0 (0 or inf: "
+                                         f"no limit), got {printable(repr(text))}")
     return value
 
 
@@ -71,14 +92,19 @@ def _check_weights(path: str | None) -> None:
         read_start(path, 0, "weights file")
 
 
+def _bytes(gib: float) -> int | None:
+    """A --max-...-gib value in bytes; None (no limit) for 0 and inf."""
+    return None if gib == 0 or math.isinf(gib) else int(gib * GIB)
+
+
 def _limit_bytes(args) -> int | None:
-    return None if args.max_weight_gib <= 0 else int(args.max_weight_gib * GIB)
+    return _bytes(args.max_weight_gib)
 
 
 def _add_limit(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-weight-gib", type=float, default=4.0, metavar="GIB",
+    parser.add_argument("--max-weight-gib", type=_gib, default=4.0, metavar="GIB",
                         help="refuse specs whose float32 weights exceed this many GiB "
-                             "(default 4; 0 for no limit)")
+                             "(default 4; 0 or inf for no limit)")
 
 
 def cmd_validate(args) -> int:
@@ -101,12 +127,12 @@ def cmd_validate(args) -> int:
         if args.resolved:
             import yaml
 
-            print(f"# {file}, resolved: every default written, extends merged")
+            print(f"# {printable(file)}, resolved: every default written, extends merged")
             print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None,
                                  width=100),
                   end="")
         else:
-            print(f"{file}: ok")
+            print(f"{printable(file)}: ok")
     return worst
 
 
@@ -141,7 +167,7 @@ def cmd_build(args) -> int:
     for line in _tap_shapes(feature_model(model, layout.spec.taps)):
         print(line)
     if args.save:
-        print(f"saved {save_model(model, args.save)}")
+        print(f"saved {printable(str(save_model(model, args.save)))}")
     return EXIT_OK
 
 
@@ -183,18 +209,18 @@ def cmd_features(args) -> int:
             cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args))
     except KeyboardInterrupt as interrupt:
         report = getattr(interrupt, "report", None)
-        done = [str(path) for path, _ in report.done] if report else []
+        done = [printable(str(path)) for path, _ in report.done] if report else []
         print(f"interrupted after {len(done)} of {len(images)} images"
               + (f"; done: {', '.join(done)}" if done else ""), file=sys.stderr)
         return 130
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     for tap, shape in report.tap_shapes.items():
         print(f"{tap}: {shape}")
     for path, folder in report.done:
-        print(f"{path} -> {folder}/")
+        print(f"{printable(str(path))} -> {printable(str(folder))}/")
     for path, reason in report.failed:
-        print(f"failed: {reason}", file=sys.stderr)
+        print(f"failed: {printable(reason)}", file=sys.stderr)
     if report.failed:
         print(f"{len(report.failed)} of {len(images)} images failed", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
@@ -208,7 +234,7 @@ def cmd_diagram(args) -> int:
 
     out = args.out or f"{Path(args.spec).stem}.png"
     check_output_file(out, (".png", ".svg"))
-    print(f"wrote {write_diagram(plan(args.spec, _limit_bytes(args)), out)}")
+    print(f"wrote {printable(str(write_diagram(plan(args.spec, _limit_bytes(args)), out)))}")
     return EXIT_OK
 
 
@@ -284,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--taps", nargs="+", metavar="TAP",
                           help="taps to show: block1..blockN or layer names such as "
                                "block3_conv3 (default: the spec's taps, every block)")
-    features.add_argument("--max-channels", type=_positive, metavar="N",
+    features.add_argument("--max-channels", type=_count(65536), metavar="N",
                           help="show only the first N channels of each tap")
     features.add_argument("--resize", choices=("crop", "resize"), default="crop",
                           help="crop: scale the shorter side to the input size and cut the "
@@ -294,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "weights expect (default for 3 channels); torch: 0..1, "
                                "ImageNet mean and std; tf: -1..1 (default otherwise); "
                                "none: 0..255")
-    features.add_argument("--batch-size", type=_positive, default=16, metavar="N",
-                          help="images per forward pass (default 16)")
+    features.add_argument("--batch-size", type=_count(4096), default=16, metavar="N",
+                          help="images per forward pass (default 16, at most 4096)")
     features.add_argument("--npz", action="store_true",
                           help="also save the raw maps as OUT/<image-stem>/features.npz")
     features.add_argument("--no-png", action="store_true",
