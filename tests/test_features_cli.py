@@ -146,7 +146,7 @@ def test_bad_options_fail_before_anything_is_written(tiny, photos, tmp_path, ext
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--batch-size", "0"], "argument --batch-size: must be a whole number of at least 1, "
+    (["--batch-size", "0"], "argument --batch-size: must be a whole number from 1 to 4,096, "
                             "got '0'"),
     (["--cmap", "nope"], "argument --cmap: unknown colour map 'nope'; try viridis, magma, "
                          "gray"),

@@ -15,7 +15,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import InputError
+from ._files import check_regular, open_regular
+from .errors import InputError, printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".jfif")
@@ -33,20 +34,30 @@ class ImageWarning(UserWarning):
 
 
 def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand folders into the image files in them (sorted; by file name ending).
-    Raises InputError for a missing path or a folder with no images."""
+    """Expand folders into the image files in them (sorted; by file name ending); a file
+    named on its own is taken whatever its ending. Only regular files are taken, since
+    reading a FIFO, socket or device could hang or never end: one named on its own is
+    refused, one inside a folder is skipped. Raises InputError for a missing path, a
+    named file that is not a regular file, or a folder that has no images or cannot be
+    read.
+
+    >>> list_images(["photos", "extra.jpg"])
+    [PosixPath('photos/a.jpg'), PosixPath('photos/b.png'), PosixPath('extra.jpg')]
+    """
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                inside = sorted(p for p in path.iterdir()
+                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            except OSError as error:
+                raise InputError(f"{path}: cannot read the folder: "
+                                 f"{error.strerror or error}") from None
             if not inside:
                 raise InputError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
             found += inside
-        elif path.exists():
-            found.append(path)
         else:
-            raise InputError(f"{path}: no such file")
+            found.append(check_regular(path, "image"))
     return found
 
 
@@ -60,8 +71,11 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     their real range); animated images give their first frame, with an ImageWarning.
     ``size`` is the spec's (height, width) (None keeps the image's own); ``resize`` is
     ``crop`` (scale the shorter side, then cut the centre) or ``resize`` (stretch).
-    Raises InputError for anything that is not a readable image, or one over Pillow's
-    decompression-bomb limit. ``warn`` receives warnings instead of the warnings module.
+    One side fixed and the other open (``(None, 224)``): the image is scaled to the fixed
+    side, keeping its proportions. Only a regular file is opened (Pillow reads the open
+    file), so a FIFO or device fails at once instead of hanging. Raises InputError for
+    anything that is not a readable image, or one over Pillow's decompression-bomb
+    limit. ``warn`` receives warnings instead of the warnings module.
 
     >>> load_image(get_sample_data("grace_hopper.jpg"), 3, (224, 224)).shape
     (224, 224, 3)
@@ -72,11 +86,11 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image")
     try:
-        with warnings.catch_warnings():
+        with open_regular(path, "image") as handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
                 if getattr(image, "n_frames", 1) > 1:
-                    message = f"{path}: animated image; using its first frame"
+                    message = f"{printable(str(path))}: animated image; using its first frame"
                     if warn:
                         warn(message)
                     else:
@@ -84,8 +98,8 @@ def load_image(path: str | os.PathLike, channels: int = 3,
                     image.seek(0)
                 image.load()
                 image = _to_channels(ImageOps.exif_transpose(image), channels)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+    except InputError:  # from open_regular: missing, not a regular file, unreadable
+        raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise InputError(f"{path}: image is larger than Pillow's decompression-bomb limit "
                          f"of {Image.MAX_IMAGE_PIXELS:,} pixels; refused") from None
@@ -131,6 +145,14 @@ def _fit(image, size: tuple[int | None, int | None], resize: str) -> np.ndarray:
             image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
         elif image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
+    elif height is not None or width is not None:
+        # The network takes any size along the open side only.
+        own_width, own_height = image.size
+        scaled = ((max(1, round(own_width * height / own_height)), height)
+                  if height is not None else
+                  (width, max(1, round(own_height * width / own_width))))
+        if scaled != image.size:
+            image = image.resize(scaled, Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32)
     return array[..., None] if array.ndim == 2 else array
 

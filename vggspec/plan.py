@@ -18,6 +18,9 @@ from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve
 GIB = 1 << 30
 MIB = 1 << 20
 DEFAULT_MAX_WEIGHT_BYTES = 4 * GIB
+# Activations grow with the input, and an open input size takes an image of any size:
+# `features` refuses an image whose float32 activations (up to the last tap) need more.
+DEFAULT_MAX_ACTIVATION_BYTES = 4 * GIB
 BYTES_PER_FLOAT32 = 4
 POOL_CLASSES = {"max": "MaxPooling2D", "avg": "AveragePooling2D"}
 GLOBAL_POOL_CLASSES = {"global_avg": "GlobalAveragePooling2D",
@@ -106,10 +109,10 @@ class Plan:
             return
         largest = max(self.layers, key=lambda layer: layer.params)
         raise SpecError([self.spec.issue(largest.path, (
-            f"the weights need {_bytes(self.weight_bytes)} (float32, {self.params:,} "
-            f"parameters), over the limit of {_bytes(limit_bytes)}; the largest layer is "
+            f"the weights need {format_bytes(self.weight_bytes)} (float32, {self.params:,} "
+            f"parameters), over the limit of {format_bytes(limit_bytes)}; the largest layer is "
             f"{largest.name} with {largest.params:,} parameters "
-            f"({_bytes(largest.params * BYTES_PER_FLOAT32)}); raise the limit with "
+            f"({format_bytes(largest.params * BYTES_PER_FLOAT32)}); raise the limit with "
             f"--max-weight-gib if this is meant"))])
 
     def __str__(self) -> str:
@@ -268,7 +271,8 @@ def _sum_or_none(values) -> int | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def _bytes(count: int) -> str:
+def format_bytes(count: int) -> str:
+    """1.25 GiB, 58.2 MiB: a byte count as people read it."""
     return f"{count / GIB:.2f} GiB" if count >= GIB else f"{count / MIB:.1f} MiB"
 
 
@@ -310,7 +314,7 @@ def format_table(p: Plan) -> str:
     lines.append("")
     lines.append(f"parameters:  {p.params:,}")
     lines.append(f"MACs:        {_count(p.macs)} per image")
-    lines.append(f"weights:     {_bytes(p.weight_bytes)} as float32")
+    lines.append(f"weights:     {format_bytes(p.weight_bytes)} as float32")
     lines.append("activations: " + ("? (open input size)" if activation is None else
-                                    f"{_bytes(activation)} per image, float32, all layers"))
+                                    f"{format_bytes(activation)} per image, float32, all layers"))
     return "\n".join(lines)
