@@ -18,10 +18,12 @@ _SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
 def _not_regular(mode: int, display: str, kind: str) -> InputError | None:
     if stat.S_ISREG(mode):
         return None
+    article = "an" if kind[0] in "aeiou" else "a"
     if stat.S_ISDIR(mode):
-        return InputError(f"{display}: is a directory, not a {kind}")
+        return InputError(f"{display}: is a directory, not {article} {kind}")
     what = next((words for test, words in _SPECIAL if test(mode)), "not a regular file")
-    return InputError(f"{display}: is {what}, not a {kind}; only regular files are read")
+    return InputError(f"{display}: is {what}, not {article} {kind}; only regular files are "
+                      f"read")
 
 
 def _os_error(error: OSError, display: str) -> InputError:

@@ -206,11 +206,13 @@ def cmd_features(args) -> int:
             layout, images, args.out, weights=args.weights, taps=args.taps,
             batch_size=args.batch_size, resize=args.resize, preprocessing=preprocessing,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
-            cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args))
+            cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args),
+            max_activation_bytes=_bytes(args.max_activation_gib))
     except KeyboardInterrupt as interrupt:
         report = getattr(interrupt, "report", None)
         done = [printable(str(path)) for path, _ in report.done] if report else []
-        print(f"interrupted after {len(done)} of {len(images)} images"
+        total = report.images if report else len(images)
+        print(f"interrupted after {len(done)} of {total} images"
               + (f"; done: {', '.join(done)}" if done else ""), file=sys.stderr)
         return 130
     for warning in report.warnings:
@@ -222,7 +224,7 @@ def cmd_features(args) -> int:
     for path, reason in report.failed:
         print(f"failed: {printable(reason)}", file=sys.stderr)
     if report.failed:
-        print(f"{len(report.failed)} of {len(images)} images failed", file=sys.stderr)
+        print(f"{len(report.failed)} of {report.images} images failed", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
     return EXIT_OK
 
@@ -328,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write no pictures (with --npz: arrays only)")
     features.add_argument("--cmap", default="viridis", type=_colour_map,
                           help="matplotlib colour map for the maps (default viridis)")
+    features.add_argument("--max-activation-gib", type=_gib, default=4.0, metavar="GIB",
+                          help="fail an image whose float32 feature maps would need more "
+                               "than this many GiB: with an open input size, a huge image "
+                               "(default 4; 0 or inf for no limit)")
     _add_limit(features)
     features.set_defaults(run=cmd_features)
 
