@@ -387,16 +387,22 @@ def join_writers() -> None:
             assert not thread.is_alive()
 
 
-def test_ctrl_c_after_a_batch_reports_exactly_the_folders_written(six, tmp_path):
+def interrupted_after_first_batch(images, out):
+    """Run `features` on ``images`` in batches of 2, Ctrl-C after the first batch; return
+    the report the interrupt carries."""
     def progress(done, total):
-        assert total == 6
+        assert total == len(images)
         raise KeyboardInterrupt
 
-    out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt) as caught:
-        extract_features(vggspec.spec_from_text(TINY), six, out, batch_size=2,
+        extract_features(vggspec.spec_from_text(TINY), images, out, batch_size=2,
                          progress=progress)
-    report = caught.value.report
+    return caught.value.report
+
+
+def test_ctrl_c_after_a_batch_reports_exactly_the_folders_written(six, tmp_path):
+    out = tmp_path / "out"
+    report = interrupted_after_first_batch(six, out)
     join_writers()
     assert [path for path, _ in report.done] == six[:2]  # the writes under way finish
     check_out(out, report)
@@ -421,15 +427,8 @@ def test_ctrl_c_again_while_waiting_keeps_a_true_report(six, tmp_path, monkeypat
 
     monkeypatch.setattr(pipeline, "_write_files", slow_for_p1)
     monkeypatch.setattr(pipeline, "wait", interrupted_wait)
-
-    def progress(done, total):
-        raise KeyboardInterrupt
-
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt) as caught:
-        extract_features(vggspec.spec_from_text(TINY), six, out, batch_size=2,
-                         progress=progress)
-    report = caught.value.report
+    report = interrupted_after_first_batch(six, out)
     assert [path for path, _ in report.done] == six[:1]
     join_writers()  # p1's writer found the run stopped and deleted its files
     check_out(out, report)
