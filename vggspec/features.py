@@ -83,8 +83,6 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     from PIL import Image, ImageOps
 
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
     try:
         with open_regular(path, "image") as handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
