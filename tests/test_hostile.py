@@ -414,3 +414,12 @@ def test_a_weights_member_missing_or_text_data_is_refused(tmp_path):
         vggspec.load_weights(model, path)
     assert str(caught.value) == f"{path}: '/block1_conv1/bias' holds |S1, not numbers; " \
                                 f"nothing loaded"
+
+
+def test_an_unreachable_input_size_is_reported_at_once():
+    text = ("name: x\ninput: {shape: [8, 8, 3]}\nblocks: [" + ", ".join(["[1, max]"] * 32)
+            + "]\nhead: {type: none}\n")
+    found = problems(text)
+    assert len(found) == 1
+    assert found[0].endswith(f"the smallest input that works is {2**32}x{2**32}, got 8x8")
+    assert vggspec.plan.__module__ and vggspec.plan("archs/vgg16.yaml").params == 138357544

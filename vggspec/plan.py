@@ -232,18 +232,15 @@ def _windows(spec: Any) -> list[tuple[int, int]]:
 
 
 def smallest_input(spec: Any) -> int:
-    """The smallest height (or width) that stays at least 1 pixel through every layer."""
-    steps = _windows(spec)
+    """The smallest height (or width) that stays at least 1 pixel through every layer.
+
+    Worked backwards from one pixel: a layer of window w and stride s that must leave n
+    pixels needs (n - 1) * s + w, so the answer costs one step per layer, however large.
+    """
     size = 1
-    while True:
-        current = size
-        for window, stride in steps:
-            if current < window:
-                break
-            current = (current - window) // stride + 1
-        else:
-            return size
-        size += 1
+    for window, stride in reversed(_windows(spec)):
+        size = (size - 1) * stride + window
+    return size
 
 
 def _shrink_issue(spec, path: str, name: str, height, width, what: str) -> Issue:

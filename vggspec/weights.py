@@ -84,7 +84,16 @@ def _read_member(archive: zipfile.ZipFile, path: Path, model) -> bytes:
         raise InputError(f"{path}: {KERAS_WEIGHTS_MEMBER} would inflate to "
                          f"{info.file_size:,} bytes, more than model '{model.name}' can "
                          f"need ({limit:,}); refused unread")
-    return archive.read(info)  # zipfile stops at the directory's size and checks the CRC
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise InputError(f"{path}: {KERAS_WEIGHTS_MEMBER} is compressed with method "
+                         f"{info.compress_type}; only stored and deflated members are read")
+    # The directory's size may lie: read no more than the limit, whatever the stream holds.
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"{path}: {KERAS_WEIGHTS_MEMBER} inflates past {limit:,} bytes, "
+                         f"more than model '{model.name}' can need; refused")
+    return data
 
 
 def _read_checked(handle, model, path: Path) -> dict[str, list]:
