@@ -13,6 +13,12 @@ from .errors import InputError
 
 _SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+# Kernel interfaces look like regular files but may block on read (/proc/kmsg) or never
+# end; no spec, image or weights file lives there.
+_KERNEL = (Path("/proc"), Path("/sys"))
+# atomic_path writes ".<stem>.tmp-<8 hex><suffix>" beside the output: 14 more bytes.
+_TEMPORARY_EXTRA = 14
+_NAME_MAX = 255
 
 
 def _not_regular(mode: int, display: str, kind: str) -> InputError | None:
@@ -26,7 +32,9 @@ def _not_regular(mode: int, display: str, kind: str) -> InputError | None:
                       f"read")
 
 
-def _os_error(error: OSError, display: str) -> InputError:
+def _os_error(error: OSError | ValueError, display: str) -> InputError:
+    if isinstance(error, ValueError):  # os.stat's "embedded null byte"
+        return InputError(f"{display}: a file name cannot contain a NUL character")
     if isinstance(error, FileNotFoundError):
         return InputError(f"{display}: no such file")
     if isinstance(error, PermissionError):
@@ -41,11 +49,17 @@ def check_regular(path: str | os.PathLike, kind: str, display: str | None = None
     path, display = Path(path), display or str(path)
     try:
         mode = os.stat(path).st_mode
-    except OSError as error:
+        real = Path(os.path.realpath(path))
+    except (OSError, ValueError) as error:
         raise _os_error(error, display) from None
     problem = _not_regular(mode, display, kind)
     if problem:
         raise problem
+    article = "an" if kind[0] in "aeiou" else "a"
+    for root in _KERNEL:
+        if real == root or root in real.parents:
+            raise InputError(f"{display}: is a kernel interface under {root}, not {article} "
+                             f"{kind}; refused unread")
     return path
 
 
@@ -90,10 +104,20 @@ def read_start(path: str | os.PathLike, size: int, kind: str, display: str | Non
 def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Path:
     """Refuse, before any work, an output file that could not be written."""
     path = Path(path)
+    if "\0" in str(path):
+        raise InputError(f"{path}: a file name cannot contain a NUL character")
     if not path.name.endswith(suffixes):
         raise InputError(f"{path}: the file name must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory")
+    if path.name in suffixes:
+        raise InputError(f"{path}: the file name needs a name before {path.name}")
+    if len(os.fsencode(path.name)) + _TEMPORARY_EXTRA > _NAME_MAX:
+        raise InputError(f"{path}: the file name is too long (at most "
+                         f"{_NAME_MAX - _TEMPORARY_EXTRA} bytes)")
+    try:
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory")
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
     check_output_dir(path.parent, create=False)
     return path
 
@@ -101,6 +125,12 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Pat
 def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
     """Refuse an output folder that is missing (or cannot be made) or not writable."""
     path = Path(path)
+    if "\0" in str(path):
+        raise InputError(f"{path}: a folder name cannot contain a NUL character")
+    try:
+        path.exists()
+    except OSError as error:
+        raise InputError(f"{path}: cannot use the folder: {error.strerror or error}") from None
     if create and not path.exists():
         try:
             path.mkdir(parents=True)

@@ -48,6 +48,15 @@ def _start_tensorflow(args) -> None:
         tf.config.list_physical_devices("GPU")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with what it echoes from the command line escaped: an argument such as
+    $'--\\x1b]0;owned\\x07' must not reach the terminal raw."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNUSABLE_INPUT, f"{self.prog}: error: {printable(message)}\n")
+
+
 def _count(most: int):
     """An argparse type: a whole number from 1 to ``most``."""
     def parse(text: str) -> int:
@@ -236,7 +245,14 @@ def cmd_diagram(args) -> int:
 
     out = args.out or f"{Path(args.spec).stem}.png"
     check_output_file(out, (".png", ".svg"))
-    print(f"wrote {printable(str(write_diagram(plan(args.spec, _limit_bytes(args)), out)))}")
+    layout = plan(args.spec, _limit_bytes(args))
+    try:
+        written = write_diagram(layout, out)
+    except InputError:
+        raise
+    except OSError as error:
+        raise InputError(f"{out}: cannot write: {error.strerror or error}") from None
+    print(f"wrote {printable(str(written))}")
     return EXIT_OK
 
 
@@ -248,7 +264,7 @@ def cmd_schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vggspec",
         description="Define, check, build and look inside VGG-family networks from a "
                     "short YAML spec (see archs/ for examples).",
@@ -373,6 +389,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        # A file-system failure no check foresaw (a disk that fills up mid-write): one
+        # line, exit 2; --debug shows where.
+        if args.debug:
+            raise
+        name = f"{printable(str(error.filename))}: " if error.filename else ""
+        print(f"{name}{printable(error.strerror or str(error))}", file=sys.stderr)
+        return EXIT_UNUSABLE_INPUT
 
 
 if __name__ == "__main__":
