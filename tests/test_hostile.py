@@ -175,12 +175,12 @@ def test_thousands_of_unknown_keys_print_a_capped_list(tmp_path):
 def test_thousands_of_duplicate_taps_print_a_capped_list():
     found = problems(VALID + "taps: [" + ", ".join(["block1"] * 2000) + "]\n")
     assert found[0] == "x.yaml:5:7: $.taps: must have at most 256 items, got 2000"
-    assert len(found) == 2000  # and 1,999 repeats
+    assert len(found) == 256  # the length once; only the first 256 are checked: 255 repeats
     with pytest.raises(vggspec.SpecError) as caught:
         vggspec.spec_from_text(VALID + "taps: [" + ", ".join(["block1"] * 2000) + "]\n",
                                file="x.yaml")
     assert str(caught.value).splitlines()[-1] == \
-        "x.yaml: ... and 1,950 more problems (the first 50 are shown)"
+        "x.yaml: ... and 206 more problems (the first 50 are shown)"
 
 
 @pytest.mark.parametrize("where", ["key", "extends", "tap"])

@@ -176,3 +176,9 @@ def test_a_diagram_that_cannot_be_written_says_so(monkeypatch, capsys, tmp_path)
     out = tmp_path / "d.png"
     assert cli.main(["diagram", str(ROOT / "archs/vgg11.yaml"), "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"{out}: cannot write: Permission denied\n"
+
+
+def test_input_error_messages_are_capped():
+    error = vggspec.InputError("x.h5: " + "\x1b" * 5000)
+    assert len(str(error)) == 600 and str(error).endswith("...")
+    assert str(error).startswith("x.h5: \\x1b\\x1b")

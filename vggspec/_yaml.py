@@ -22,6 +22,10 @@ from .errors import Issue, clip, quote
 
 MAX_BYTES = 256 << 10  # specs are a few hundred bytes; this bounds a hostile one
 MAX_DEPTH = 32
+# Values (scalars, lists, mappings) and keys a spec and the specs it extends may hold in all.
+# The largest network (32 blocks of 64 convs) written compactly needs about 2,200; this
+# bounds the pure-Python parser and every check after it to a second or two.
+MAX_NODES = 20_000
 # No setting takes a number this long; longer ones are reported, never converted (Python
 # refuses to convert integers of more than 4,300 digits, and they mean nothing here).
 MAX_DIGITS = 18
@@ -56,6 +60,19 @@ class YamlFault(Exception):
         self.issue = issue
 
 
+class TooManyNodes(YamlFault):
+    """The file holds more values than its share of MAX_NODES."""
+
+
+@dataclass
+class Budget:
+    """What a spec and the specs it extends may use in all, so that a chain of extends
+    costs no more than one file at the limits."""
+
+    bytes: int = MAX_BYTES
+    nodes: int = MAX_NODES
+
+
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 # What PyYAML (YAML 1.1) reads as a float: a dot is required, and an exponent needs a sign.
@@ -76,7 +93,7 @@ def _plain_scalar(text: str) -> tuple[Any, str | None]:
         return False, None
     lowered = text.lower()
     if lowered in _BOOL_11:
-        return text, (f"'{text}' is ambiguous: YAML 1.1 reads it as a boolean; "
+        return text, (f"{quote(text)} is ambiguous: YAML 1.1 reads it as a boolean; "
                       f"write true or false, or quote it for a string")
     if lowered in {".nan", ".inf", "-.inf", "+.inf"}:
         return text, f"{text} is not allowed: numbers must be finite"
@@ -85,15 +102,15 @@ def _plain_scalar(text: str) -> tuple[Any, str | None]:
         return text, (f"{quote(text)} is too large ({digits:,} digits): "
                       f"no setting takes a number this big")
     if re.fullmatch(r"[-+]?0[0-9_]+", text):
-        return text, (f"'{text}' has a leading zero: YAML 1.1 reads it as an octal number; "
+        return text, (f"{quote(text)} has a leading zero: YAML 1.1 reads it as an octal number; "
                       f"write {int(text.replace('_', ''))} or quote it for a string")
     if re.fullmatch(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)", text):
-        return text, f"'{text}' is not a decimal number; write it in decimal"
+        return text, f"{quote(text)} is not a decimal number; write it in decimal"
     if "_" in text and re.fullmatch(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?", text):
-        return text, (f"'{text}' has underscores: YAML 1.1 reads it as a number and YAML 1.2 "
-                      f"as a string; write {text.replace('_', '')}")
+        return text, (f"{quote(text)} has underscores: YAML 1.1 reads it as a number and "
+                      f"YAML 1.2 as a string; write {clip(text.replace('_', ''))}")
     if re.fullmatch(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?", text):
-        return text, (f"'{text}' is a base-60 number to YAML 1.1 readers; "
+        return text, (f"{quote(text)} is a base-60 number to YAML 1.1 readers; "
                       f"quote it if a string is meant")
     if _INT.fullmatch(text):
         return int(text), None
@@ -102,7 +119,7 @@ def _plain_scalar(text: str) -> tuple[Any, str | None]:
         if not math.isfinite(value):
             return text, f"{quote(text)} is too large: numbers must be finite"
         if not _FLOAT_11.fullmatch(text):
-            return text, (f"'{text}' is a string to YAML 1.1 readers; "
+            return text, (f"{quote(text)} is a string to YAML 1.1 readers; "
                           f"write it as {_float_fix(value)}")
         return value, None
     return text, None
@@ -135,12 +152,14 @@ def read_text(data: bytes, file: str) -> str:
                               f"save the spec as UTF-8")) from None
 
 
-def parse(text: str, file: str) -> Node | None:
+def parse(text: str, file: str, budget: Budget | None = None) -> Node | None:
     """Parse one YAML document into Nodes; None for a file with no document.
 
-    Values YAML readers disagree on keep their text and carry a ``problem``.
-    Raises YamlFault for anything that stops reading.
+    Values YAML readers disagree on keep their text and carry a ``problem``. Each value
+    and key takes one from ``budget.nodes`` (a fresh Budget when None). Raises YamlFault
+    for anything that stops reading, TooManyNodes when the budget runs out.
     """
+    budget = budget or Budget()
     root: Node | None = None
     # Each open container: [node, pending key text, key line, key column].
     stack: list[list[Any]] = []
@@ -185,6 +204,11 @@ def parse(text: str, file: str) -> Node | None:
                                   f"use 'extends' or 'defaults' to share settings")
             elif isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent,
                                     yaml.SequenceStartEvent)):
+                budget.nodes -= 1
+                if budget.nodes < 0:
+                    raise TooManyNodes(Issue(file, mark.line + 1, mark.column + 1, "", (
+                        f"more than {MAX_NODES:,} values and keys, the most a spec may "
+                        f"hold; write shared settings once, under defaults")))
                 if event.tag is not None:
                     tag = event.tag.replace("tag:yaml.org,2002:", "!!")
                     raise fault(mark, f"YAML tags ({clip(tag)}) are not allowed")
@@ -208,9 +232,9 @@ def parse(text: str, file: str) -> Node | None:
                 attach(node, mark)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        message = error.problem or "not valid YAML"
+        message = _clip_quoted(error.problem or "not valid YAML")
         if error.context:
-            message = f"{message} ({error.context})"
+            message = f"{message} ({_clip_quoted(error.context)})"
         raise YamlFault(Issue(file, mark.line + 1 if mark else 0,
                               mark.column + 1 if mark else 0, "", message)) from None
     except yaml.reader.ReaderError as error:
@@ -219,8 +243,20 @@ def parse(text: str, file: str) -> Node | None:
         raise YamlFault(Issue(file, line, column, "", f"unacceptable character "
                               f"#x{error.character:04x}: {error.reason}")) from None
     except yaml.YAMLError as error:
-        raise YamlFault(Issue(file, 0, 0, "", f"not valid YAML: {error}")) from None
+        raise YamlFault(Issue(file, 0, 0, "", f"not valid YAML: {_clip_quoted(str(error))}"
+                              )) from None
     return root
+
+
+# A quoted piece of file text in PyYAML's messages, as repr() writes it.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _clip_quoted(message: str) -> str:
+    """PyYAML's message with each quoted piece of file text (a tag handle, a character)
+    cut to MAX_QUOTED characters, and escaped."""
+    return _QUOTED.sub(lambda match: match.group()[0] + clip(match.group()[1:-1])
+                       + match.group()[0], message)
 
 
 def child_path(path: str, key: str | int) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import json
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 EXIT_OK = 0
 EXIT_INVALID_SPEC = 1
@@ -16,6 +20,13 @@ MAX_PATH = 120
 MAX_MESSAGE = 600
 # ...and a SpecError prints at most this many problems; the rest are counted.
 MAX_SHOWN = 50
+# "did you mean" compares a word of at most this many characters (no name vggspec makes is
+# longer) with every choice when there are at most MAX_SUGGEST_CHOICES (the names of any
+# shipped spec), and otherwise with the MAX_SUGGEST_NEAREST nearest in spelling order,
+# forwards and backwards: its cost is bounded however many layers a spec makes.
+MAX_SUGGEST_WORD = 64
+MAX_SUGGEST_CHOICES = 128
+MAX_SUGGEST_NEAREST = 32
 
 
 def printable(text: str) -> str:
@@ -50,6 +61,41 @@ def quote(text: str, limit: int = MAX_QUOTED) -> str:
     return f"'{clip(str(text), limit)}'"
 
 
+# One step of a JSON path: $, .name, [3] or ["any key"].
+_PATH_STEP = re.compile(r'\$|\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["(?:[^"\\]|\\.)*"\]')
+
+
+def _clip_key(key: str) -> str:
+    """A key as written inside ["..."]: JSON-escaped, cut to MAX_QUOTED characters."""
+    shown = ""
+    for char in key:
+        escaped = json.dumps(char)[1:-1]
+        if len(shown) + len(escaped) > MAX_QUOTED - 3:
+            return shown + "..."
+        shown += escaped
+    return shown
+
+
+def clip_path(path: str, limit: int = MAX_PATH) -> str:
+    """A JSON path as it appears in a message: each key cut to MAX_QUOTED characters,
+    the whole to ``limit``, escaped for printing.
+
+    >>> clip_path('$.' + 'k' * 50 + '[0]')
+    '$.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...[0]'
+    """
+    steps, end = [], 0
+    for match in _PATH_STEP.finditer(path):
+        if match.start() != end:
+            break
+        end, step = match.end(), match.group()
+        if step.startswith(".") and len(step) > MAX_QUOTED + 1:
+            step = "." + clip(step[1:])
+        elif step.startswith('["'):
+            step = f'["{_clip_key(json.loads(step[1:-1]))}"]'
+        steps.append(step)
+    return clip("".join(steps) + path[end:], limit)
+
+
 @dataclass(frozen=True, order=True)
 class Issue:
     """One problem in a spec: where it stands and what is wrong, in the user's words."""
@@ -64,7 +110,7 @@ class Issue:
         file = clip(self.file, MAX_PATH)
         where = f"{file}:{self.line}:{self.column}" if self.line else file
         message = clip(self.message, MAX_MESSAGE)
-        return f"{where}: {clip(self.path, MAX_PATH)}: {message}" if self.path \
+        return f"{where}: {clip_path(self.path)}: {message}" if self.path \
             else f"{where}: {message}"
 
 
@@ -90,15 +136,44 @@ class SpecError(ValueError):
 
 class InputError(OSError):
     """A file, path, image or weights file cannot be used. The message is one line
-    that names the file; any file text in it is escaped (see ``printable``)."""
+    that names the file, at most MAX_MESSAGE characters; any file text in it is escaped
+    (see ``printable``)."""
 
     exit_code = EXIT_UNUSABLE_INPUT
 
     def __init__(self, message: str):
-        super().__init__(printable(message))
+        super().__init__(clip(message, MAX_MESSAGE))
 
 
 def did_you_mean(word: str, choices) -> str:
-    """"; did you mean 'kernel'?" for the closest choice, or "" when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    """"; did you mean 'kernel'?" for the closest choice, or "" when none is close (or
+    ``word`` is longer than any name: MAX_SUGGEST_WORD).
+
+    >>> did_you_mean("kernal", ["kernel", "padding"])
+    "; did you mean 'kernel'?"
+    """
+    if not isinstance(word, str) or not word or len(word) > MAX_SUGGEST_WORD:
+        return ""
+    close = difflib.get_close_matches(word, _candidates(word, tuple(choices)), n=1,
+                                      cutoff=0.6)
+    return f"; did you mean {quote(close[0])}?" if close else ""
+
+
+def _candidates(word: str, choices: tuple[str, ...]) -> list[str]:
+    """All choices when they are few; else the MAX_SUGGEST_NEAREST nearest in spelling
+    order, forwards (a typo near the end) and backwards (a typo near the start)."""
+    if len(choices) <= MAX_SUGGEST_CHOICES:
+        return list(choices)
+    forwards, backwards = _spelling_orders(choices)
+    reach = MAX_SUGGEST_NEAREST // 4
+    at = bisect.bisect_left(forwards, word)
+    near = set(forwards[max(0, at - reach):at + reach])
+    at = bisect.bisect_left(backwards, word[::-1])
+    near.update(name[::-1] for name in backwards[max(0, at - reach):at + reach])
+    return sorted(near)
+
+
+@lru_cache(maxsize=8)
+def _spelling_orders(choices: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    names = sorted({name for name in choices if len(name) <= MAX_SUGGEST_WORD})
+    return names, sorted(name[::-1] for name in names)

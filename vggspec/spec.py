@@ -18,7 +18,8 @@ from typing import Any, Iterator, Mapping
 
 from . import _yaml
 from ._files import read_start
-from .errors import MAX_PATH, InputError, Issue, SpecError, clip, did_you_mean, quote
+from .errors import (MAX_PATH, MAX_SHOWN, InputError, Issue, SpecError, clip, did_you_mean,
+                     quote)
 from .names import block_tap, tap_targets
 
 MAX_EXTENDS_DEPTH = 16
@@ -166,8 +167,10 @@ def load_spec(path: str | os.PathLike) -> Spec:
     >>> [len(b.convs) for b in spec.blocks]
     [2, 2, 3, 3, 3]
     """
+    if os.fspath(path) in ("", b""):  # Path("") would read the current folder
+        raise InputError("'': no spec file given (the path is empty)")
     path = Path(path)
-    return _finish(*_load_tree(path, display=str(path), chain=()))
+    return _finish(*_load_tree(path, str(path), chain=(), budget=_yaml.Budget()))
 
 
 def spec_from_text(text: str, file: str = "<text>", base_dir: str | os.PathLike = ".") -> Spec:
@@ -177,24 +180,41 @@ def spec_from_text(text: str, file: str = "<text>", base_dir: str | os.PathLike 
     ...                "head: {type: none}").blocks[0].convs[0].filters
     8
     """
+    data, budget = text.encode("utf-8", "surrogatepass"), _yaml.Budget()
     try:
-        root = _yaml.parse(_yaml.read_text(text.encode("utf-8", "surrogatepass"), file), file)
+        text = _yaml.read_text(data, file)
+        budget.bytes -= len(data)
+        root = _yaml.parse(text, file, budget)
     except _yaml.YamlFault as fault:
         raise SpecError([fault.issue]) from None
-    return _finish(*_resolve_extends(root, file, Path(base_dir), chain=()))
+    return _finish(*_resolve_extends(root, file, Path(base_dir), (), budget))
 
 
-def _load_tree(path: Path, display: str, chain: tuple[Path, ...]):
+class _OverBudget(Exception):
+    """A base would take its chain of extends past a limit (the words say which)."""
+
+
+def _load_tree(path: Path, display: str, chain: tuple[Path, ...], budget: _yaml.Budget):
     data = read_start(path, _yaml.MAX_BYTES + 1, "spec file", display)
     try:
-        root = _yaml.parse(_yaml.read_text(data, display), display)
+        text = _yaml.read_text(data, display)
+        if len(data) > budget.bytes:
+            raise _OverBudget(f"{_yaml.MAX_BYTES:,} bytes")
+        fresh, budget.bytes = budget.nodes == _yaml.MAX_NODES, budget.bytes - len(data)
+        root = _yaml.parse(text, display, budget)
+    except _yaml.TooManyNodes as fault:
+        if fresh:
+            raise SpecError([fault.issue]) from None
+        raise _OverBudget(f"{_yaml.MAX_NODES:,} values and keys") from None
     except _yaml.YamlFault as fault:
         raise SpecError([fault.issue]) from None
-    return _resolve_extends(root, display, path.parent, chain + (_real(path),))
+    return _resolve_extends(root, display, path.parent, chain + (_real(path),), budget)
 
 
-def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]):
-    """Return (merged root, issues, display name of the outermost file)."""
+def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...],
+                     budget: _yaml.Budget):
+    """Return (merged root, issues, display name of the outermost file). The chain of
+    extends shares one ``budget``: in all, no more bytes and values than one spec."""
     issues = [Issue(node.file, node.line, node.column, path, node.problem)
               for path, node in (_yaml.walk(root) if root else ()) if node.problem]
     if root is None:
@@ -220,14 +240,18 @@ def _resolve_extends(root, display: str, base_dir: Path, chain: tuple[Path, ...]
         raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends",
                                         shown)])
     if _real(base_path) in chain:
-        cycle = " -> ".join(p.name for p in chain + (_real(base_path),))
+        cycle = " -> ".join(clip(p.name) for p in chain + (_real(base_path),))
         raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends",
                                         f"extends goes round in a cycle: {cycle}")])
     try:
-        base, base_issues, _ = _load_tree(base_path, shown, chain)
+        base, base_issues, _ = _load_tree(base_path, shown, chain, budget)
     except InputError as error:
         raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends",
                                         str(error))]) from None
+    except _OverBudget as over:
+        raise SpecError(issues + [Issue(display, extends.line, extends.column, "$.extends", (
+            f"{shown} is too large to extend: with the specs extending it, more than "
+            f"{over} in all, the most one spec may hold"))]) from None
     child = _yaml.Node(dict(root.value), root.file, root.line, root.column)
     del child.value["extends"]
     return _merge(base, child), base_issues + issues, display
@@ -238,12 +262,13 @@ def _find_base(reference: str, base_dir: Path) -> tuple[Path | None, str]:
     .yml ending is a path, relative to the extending file, that must end in .yaml or .yml
     (after symlinks too). Returns (path, name to show) or (None, the problem)."""
     if re.fullmatch(r"[A-Za-z0-9_-]+", reference):
-        shipped = shipped_archs() / f"{reference}.yaml"
-        if shipped.is_file():
-            return shipped, f"{reference} (archs/{reference}.yaml)"
-        names = sorted(p.stem for p in shipped_archs().glob("*.yaml"))
+        # Looked up among the shipped names, never built into a path: a name of 300
+        # characters is simply not there (stat would raise 'File name too long').
+        shipped = {p.stem: p for p in shipped_archs().glob("*.yaml") if p.is_file()}
+        if reference in shipped:
+            return shipped[reference], f"{reference} (archs/{reference}.yaml)"
         return None, (f"no shipped spec named {quote(reference)}"
-                      f"{did_you_mean(reference, names)}")
+                      f"{did_you_mean(reference, sorted(shipped))}")
     candidate = Path(os.path.normpath(base_dir / reference))
     shown = clip(str(candidate), MAX_PATH)
     rule = "must be a shipped spec's name (vgg16) or a path to a .yaml or .yml file"
@@ -293,9 +318,13 @@ def _merge(base, child):
 def _finish(root, issues: list[Issue], display: str) -> Spec:
     nodes = dict(_yaml.walk(root))
     bad_paths = {path for path, node in nodes.items() if node.problem}
-    data = root.plain()
+    long_lists: list[tuple[str, str]] = []
+    data = _cut_long_lists(root.plain(), [json_schema()], "$", long_lists)
+    for path, message in long_lists:
+        issues.append(_issue_at(nodes, display, path, message))
+    hint = _Hints()
     for error in _validator().iter_errors(data):
-        for path, message, at_key in _translate(error):
+        for path, message, at_key in _translate(error, hint):
             if not any(path == bad or path.startswith(bad + ".") or path.startswith(bad + "[")
                        for bad in bad_paths):
                 issues.append(_issue_at(nodes, display, path, message, at_key))
@@ -310,10 +339,11 @@ def _finish(root, issues: list[Issue], display: str) -> Spec:
     if plan_issues:  # the walk stopped early: taps past that point would be false alarms
         raise SpecError(plan_issues)
     targets = tap_targets(layer.name for layer in layers)
+    names, hint = sorted(targets), _Hints()
     for index, tap in enumerate(spec.taps):
         if tap not in targets:
             plan_issues.append(spec.issue(f"$.taps[{index}]", f"no layer or block named "
-                                          f"{quote(tap)}{did_you_mean(tap, sorted(targets))}"))
+                                          f"{quote(tap)}{hint(tap, names)}"))
     if plan_issues:
         raise SpecError(plan_issues)
     return spec
@@ -345,8 +375,8 @@ def _build(data: dict, display: str, nodes: Mapping[str, Any]) -> tuple[Spec, li
                 pool, pool_path = items.pop(), f"{path}[{len(items)}]"
             for position, item in enumerate(items):
                 if isinstance(item, str):
-                    at(f"{path}[{position}]", f"the pooling name '{item}' must come last "
-                                              f"in the block, after the filter counts")
+                    at(f"{path}[{position}]", f"the pooling name {quote(item)} must come "
+                                              f"last in the block, after the filter counts")
         else:
             items, conv_path = raw["convs"], f"{path}.convs"
             overrides = {k: raw[k] for k in CONV_SETTINGS if k in raw}
@@ -385,6 +415,67 @@ def _pool(raw: str | dict, path: str) -> Pool:
         return Pool(type=raw, size=size, stride=size, path=path)
     size = raw.get("size", size)
     return Pool(type=raw["type"], size=size, stride=raw.get("stride", size), path=path)
+
+
+class _Hints:
+    """did_you_mean for the first MAX_SHOWN problems (as many as are printed), then
+    nothing: thousands of unknown keys or taps cost no more than the lines a user sees."""
+
+    def __init__(self) -> None:
+        self.left = MAX_SHOWN
+
+    def __call__(self, word: str, choices) -> str:
+        self.left -= 1
+        return did_you_mean(word, choices) if self.left >= 0 else ""
+
+
+def _cut_long_lists(value: Any, schemas: list[dict], path: str,
+                    found: list[tuple[str, str]]) -> Any:
+    """``value`` with every list longer than the schema allows at its place (the largest
+    maxItems of the branches that take a list) cut to that length, each cut noted in
+    ``found`` as (path, message): one line for a list of 100,000 items, and jsonschema
+    then checks at most the items a valid spec may have."""
+    schemas = _branches(schemas)
+    if isinstance(value, list):
+        bounds = [s.get("maxItems") for s in schemas if _takes(s, "array")]
+        if bounds and None not in bounds and len(value) > max(bounds):
+            most = max(bounds)
+            found.append((path, f"must have at most {most} item{'s' * (most != 1)}, got "
+                                f"{len(value)}"))
+            value = value[:most]
+        return [_cut_long_lists(item, [_item_schema(s, index) for s in schemas
+                                       if _takes(s, "array")],
+                                _yaml.child_path(path, index), found)
+                for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _cut_long_lists(child, [s["properties"][key] for s in schemas
+                                             if key in s.get("properties", {})],
+                                     _yaml.child_path(path, key), found)
+                for key, child in value.items()}
+    return value
+
+
+def _branches(schemas: list[dict]) -> list[dict]:
+    """The schemas, their $refs followed and their oneOf/anyOf branches spread out."""
+    out = []
+    for schema in schemas:
+        if not isinstance(schema, dict):
+            continue
+        if "$ref" in schema:
+            schema = json_schema()["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+        out.append(schema)
+        out += _branches(schema.get("oneOf", []) + schema.get("anyOf", []))
+    return out
+
+
+def _takes(schema: dict, kind: str) -> bool:
+    types = schema.get("type", [])
+    return kind in ([types] if isinstance(types, str) else types)
+
+
+def _item_schema(schema: dict, index: int) -> dict:
+    prefix = schema.get("prefixItems", [])
+    return prefix[index] if index < len(prefix) else schema.get("items", {})
 
 
 def _issue_at(nodes: Mapping[str, Any], source: str, path: str, message: str,
@@ -457,9 +548,9 @@ def _branch_title(branch: dict) -> str:
     return _TYPE_WORDS.get(branch.get("type", ""), "something else")
 
 
-def _translate(error) -> Iterator[tuple[str, str, bool]]:
+def _translate(error, hint=did_you_mean) -> Iterator[tuple[str, str, bool]]:
     """Yield (JSON path, message, whether it is about the key) for a jsonschema error,
-    in the user's words rather than the schema's."""
+    in the user's words rather than the schema's; ``hint`` is did_you_mean or a _Hints."""
     path, value, rule, limit = _json_path(error.absolute_path), error.instance, \
         error.validator, error.validator_value
     if rule in ("oneOf", "anyOf"):
@@ -471,14 +562,14 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
             if not any(e.validator in ("type", "oneOf", "anyOf", "enum")
                        and not e.relative_path for e in errors):
                 for sub in errors:
-                    yield from _translate(sub)
+                    yield from _translate(sub, hint)
                 return
         for index in range(len(limit)):  # no branch of the right type: try its enum branch
             errors = branches.get(index, [])
             if any(e.validator == "enum" and not e.relative_path for e in errors) and \
                     isinstance(value, str):
                 for sub in errors:
-                    yield from _translate(sub)
+                    yield from _translate(sub, hint)
                 return
         titles = [_branch_title(branch) for branch in limit]
         words = ", ".join(titles[:-1]) + " or " + titles[-1] if len(titles) > 1 else titles[0]
@@ -491,17 +582,17 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
         allowed = sorted(error.schema.get("properties", {}))
         for key in value:
             if key not in allowed:
-                hint = did_you_mean(key, allowed)
-                yield _yaml.child_path(path, key), (f"unknown key {_describe(key)}{hint} "
-                                        f"(allowed here: {', '.join(allowed)})"), True
+                yield _yaml.child_path(path, key), (
+                    f"unknown key {_describe(key)}{hint(key, allowed)} "
+                    f"(allowed here: {', '.join(allowed)})"), True
     elif rule == "required":
         for key in limit:
             if key not in value:
                 yield path, f"missing required key '{key}'", False
     elif rule == "enum":
         choices = ", ".join(str(c) for c in limit)
-        hint = did_you_mean(value, [str(c) for c in limit]) if isinstance(value, str) else ""
-        yield path, f"must be one of {choices}, got {_describe(value)}{hint}", False
+        close = hint(value, [str(c) for c in limit]) if isinstance(value, str) else ""
+        yield path, f"must be one of {choices}, got {_describe(value)}{close}", False
     elif rule == "minimum":
         yield path, f"must be at least {limit}, got {_describe(value)}", False
     elif rule == "maximum":
@@ -531,5 +622,5 @@ def _translate(error) -> Iterator[tuple[str, str, bool]]:
             seen.add(item)
     elif rule == "not":
         yield path, f"not allowed here: {error.schema.get('description', '')}", False
-    else:
-        yield path, error.message, False
+    else:  # a rule this schema does not use; error.message would quote the value whole
+        yield path, f"does not meet the schema's {rule!r} rule", False
