@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .errors import InputError, did_you_mean
+from .errors import InputError, did_you_mean, quote
 
 _IN_BLOCK = re.compile(r"(block\d+)_")
 
@@ -66,7 +66,7 @@ def resolve_taps(layer_names: Iterable[str], taps: Iterable[str] | None,
     mapping = {}
     for tap in taps:
         if tap not in targets:
-            raise InputError(f"{source}: no layer or block named '{tap}'"
+            raise InputError(f"{source}: no layer or block named {quote(tap)}"
                              f"{did_you_mean(tap, sorted(targets))}")
         mapping[tap] = targets[tap]
     return mapping
