@@ -99,9 +99,12 @@ def test_summary_table_has_block_subtotals_and_totals():
                  and line.strip().startswith("block") and "total" in line]
     assert [row[2] for row in subtotals] == ["38,720", "221,440", "1,475,328", "5,899,776",
                                              "7,079,424"]
-    assert [row[3] for row in subtotals] == ["1.936G", "2.775G", "4.624G", "4.624G", "1.387G"]
+    assert [row[3] for row in subtotals] == ["0"] * 5  # non-trainable
+    assert [row[4] for row in subtotals] == ["1.936G", "2.775G", "4.624G", "4.624G", "1.387G"]
     assert "parameters:  138,357,544" in lines
-    assert "MACs:        15.470G per image" in lines
+    assert "  trainable:      138,357,544" in lines
+    assert "  non-trainable:  0" in lines
+    assert "MACs:        15.470G per image (convs and dense layers)" in lines
     assert "weights:     527.8 MiB as float32" in lines
 
 

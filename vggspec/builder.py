@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .kinds import kind_of
 from .names import INPUT_NAME, resolve_taps
 from .plan import DEFAULT_MAX_WEIGHT_BYTES, Plan, plan
 
@@ -40,14 +41,10 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     layout = as_plan(spec_or_path, max_weight_bytes)
     import keras
 
-    from .layers import LocalResponseNormalization
-
     first = layout.layers[0]
     x = inputs = keras.Input(shape=first.config["shape"], name=INPUT_NAME)
     for layer in layout.layers[1:]:
-        make = (LocalResponseNormalization if layer.kind == "LocalResponseNormalization"
-                else getattr(keras.layers, layer.kind))
-        x = make(name=layer.name, **layer.config)(x)
+        x = kind_of(layer.kind).keras_class()(name=layer.name, **layer.config)(x)
     model = keras.Model(inputs, x, name=layout.spec.name)
     if weights is not None:
         from .weights import load_weights

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._files import atomic_path, check_output_file
+from .kinds import activation_label, kind_of
 from .plan import Plan
 
 COLOURS = {
@@ -56,37 +57,28 @@ def diagram_boxes(p: Plan) -> list[Box]:
     """The boxes to draw, in order, with paper-notation labels (no drawing, no files)."""
     first = p.layers[0].output_shape
     reference = max(s for s in first[:2] if s is not None) if any(first[:2]) else NOMINAL_SIZE
-    boxes = [Box(f"input {_shape_text(first)}", "input", _size(first[0], reference),
-                 _thickness(first[2]), None)]
+    boxes = [Box(kind_of("InputLayer").label(p.layers[0].config), "input",
+                 _size(first[0], reference), _thickness(first[2]), None)]
     for layer in p.layers[1:]:
-        shape, config = layer.output_shape, layer.config
-        if layer.kind == "Conv2D":
-            label = f"conv{config['kernel_size'][0]}-{config['filters']}"
-            kind = "conv"
-        elif layer.kind == "BatchNormalization":
-            label, kind = "BN", "bn"
-        elif layer.kind == "LocalResponseNormalization":
-            label, kind = "LRN", "lrn"
-        elif layer.kind in ("MaxPooling2D", "AveragePooling2D"):
-            label, kind = ("maxpool" if layer.kind == "MaxPooling2D" else "avgpool"), "pool"
-        elif layer.kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-            label = "global " + ("avgpool" if "Average" in layer.kind else "maxpool")
-            boxes.append(Box(label, "global", 0.9, _thickness(shape[0]), None,
-                             _shape_text(shape)))
+        kind = kind_of(layer.kind)
+        shape, config, style = layer.output_shape, layer.config, kind.style
+        if style is None:  # activations draw as part of their conv; flatten, dropout not at all
             continue
-        elif layer.kind == "Dense":
-            boxes.append(Box(f"FC-{config['units']}", "fc", 1.1 + 0.25 * math.log2(
+        if style == "global":
+            boxes.append(Box(kind.label(config), style, 0.9, _thickness(shape[0]), None,
+                             _shape_text(shape)))
+        elif style == "fc":
+            boxes.append(Box(kind.label(config), style, 1.1 + 0.25 * math.log2(
                 max(config["units"], 2) / 2) / 4, 0.16, None))
             if layer.name == "predictions" and config["activation"] != "linear":
-                name = "soft-max" if config["activation"] == "softmax" else config["activation"]
-                boxes.append(Box(name, "softmax", boxes[-1].height, 0.16, None,
-                                 _shape_text(shape)))
-            continue
-        else:  # Activation layers draw as part of their conv; Flatten and Dropout not at all
-            continue
-        # Normalisation layers are drawn as thin slabs so the convs stay the eye's anchor.
-        thickness = 0.1 if kind in ("bn", "lrn") else _thickness(shape[2])
-        boxes.append(Box(label, kind, _size(shape[0], reference), thickness, layer.block))
+                boxes.append(Box(activation_label(config["activation"]), "softmax",
+                                 boxes[-1].height, 0.16, None, _shape_text(shape)))
+        else:
+            # Normalisation layers are thin slabs, so the convs stay the eye's anchor.
+            thickness = 0.1 if style in ("bn", "lrn") else _thickness(shape[2])
+            boxes.append(Box(kind.label(config), style, _size(shape[0], reference),
+                             thickness, layer.block,
+                             "" if layer.block else _shape_text(shape)))
     # Caption each block's last box with the block's output shape.
     last_of_block = {}
     for index, box in enumerate(boxes):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .errors import Issue, SpecError
+from .kinds import kind_of, product
 from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve_taps
 
 GIB = 1 << 30
@@ -32,8 +33,10 @@ class Layer:
     """One layer to build: ``kind`` is its Keras class name and ``config`` its arguments.
 
     ``block`` is 1..N inside conv block N and None for the input and the head;
-    ``macs`` counts multiply-accumulates of convs and dense layers (None for an open
-    input size); ``path`` is the spec path that asked for the layer.
+    ``params`` counts every weight, as Keras' ``count_params`` does, of which
+    ``non_trainable`` are not learned (batch norm's moving statistics); ``macs`` counts
+    multiply-accumulates of convs and dense layers (None for an open input size);
+    ``path`` is the spec path that asked for the layer.
     """
 
     name: str
@@ -44,6 +47,12 @@ class Layer:
     block: int | None = None
     path: str = ""
     config: dict[str, Any] = field(default_factory=dict, hash=False)
+    non_trainable: int = 0
+
+    @property
+    def trainable(self) -> int:
+        """Learned weights: what torchvision counts as parameters."""
+        return self.params - self.non_trainable
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,14 @@ class Plan:
     @property
     def params(self) -> int:
         return sum(layer.params for layer in self.layers)
+
+    @property
+    def trainable(self) -> int:
+        return sum(layer.trainable for layer in self.layers)
+
+    @property
+    def non_trainable(self) -> int:
+        return sum(layer.non_trainable for layer in self.layers)
 
     @property
     def macs(self) -> int | None:
@@ -72,7 +89,7 @@ class Plan:
         for layer in self.layers:
             if None in layer.output_shape:
                 return None
-            sizes.append(_product(layer.output_shape))
+            sizes.append(product(layer.output_shape))
         return sum(sizes) * BYTES_PER_FLOAT32
 
     def block_totals(self) -> list[tuple[str, int, int | None]]:
@@ -145,80 +162,68 @@ def plan(spec_or_path: Any, max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BY
 def plan_layers(spec: Any) -> tuple[list[Layer], list[Issue]]:
     """Walk a spec into layers. Stops at the first layer whose input is too small,
     returning the layers so far and an Issue that names the smallest input that works."""
-    height, width, channels = spec.input_shape
-    layers = [Layer(INPUT_NAME, "InputLayer", (height, width, channels),
-                    config={"shape": (height, width, channels)})]
+    layers: list[Layer] = []
 
-    def add(name, kind, shape, path, block=None, params=0, macs=0, **config):
-        layers.append(Layer(name, kind, shape, params, macs, block, path, config))
+    def add(name: str, kind: str, path: str, block: int | None = None, **config) -> None:
+        entry = kind_of(kind)
+        before = layers[-1].output_shape if layers else ()
+        shape = entry.shape(config, before)
+        trainable, frozen = entry.weights(config, before)
+        layers.append(Layer(name, kind, shape, trainable + frozen,
+                            entry.macs(config, before, shape), block, path, config, frozen))
 
+    def too_small(window: int, path: str, name: str, what: str) -> list[Issue]:
+        height, width = layers[-1].output_shape[:2]
+        if any(size is not None and size < window for size in (height, width)):
+            return [_shrink_issue(spec, path, name, height, width, what)]
+        return []
+
+    add(INPUT_NAME, "InputLayer", "$.input.shape", shape=tuple(spec.input_shape))
     for b, block in enumerate(spec.blocks, start=1):
         for c, conv in enumerate(block.convs, start=1):
             name = layer_name(b, c)
-            if conv.padding == "valid":
-                if _too_small(height, width, conv.kernel):
-                    return layers, [_shrink_issue(spec, conv.path, name, height, width,
-                                                  f"{conv.kernel}x{conv.kernel} conv")]
-                height, width = _shrink(height, conv.kernel, 1), _shrink(width, conv.kernel, 1)
-            shape = (height, width, conv.filters)
-            weights = conv.kernel * conv.kernel * channels * conv.filters
+            if conv.padding == "valid" and (problem := too_small(
+                    conv.kernel, conv.path, name, f"{conv.kernel}x{conv.kernel} conv")):
+                return layers, problem
             # ReLU is fused into the conv, as in keras.applications, unless batch norm
             # must sit between them.
             activation = "linear" if conv.batch_norm else conv.activation
-            add(name, "Conv2D", shape, conv.path, b, weights + conv.filters,
-                _times(height, width, weights), filters=conv.filters,
+            add(name, "Conv2D", conv.path, b, filters=conv.filters,
                 kernel_size=(conv.kernel, conv.kernel), padding=conv.padding,
                 activation=activation)
             if conv.batch_norm:
-                add(layer_name(b, c, suffix="bn"), "BatchNormalization", shape, conv.path, b,
-                    4 * conv.filters)
+                add(layer_name(b, c, suffix="bn"), "BatchNormalization", conv.path, b)
                 if conv.activation != "linear":
-                    add(layer_name(b, c, suffix=conv.activation), "Activation", shape,
-                        conv.path, b, activation=conv.activation)
+                    add(layer_name(b, c, suffix=conv.activation), "Activation", conv.path, b,
+                        activation=conv.activation)
             if conv.lrn:
                 lrn = spec.lrn
-                add(layer_name(b, c, suffix="lrn"), "LocalResponseNormalization", shape,
-                    conv.path, b, depth_radius=lrn.size // 2, bias=lrn.bias,
-                    alpha=lrn.alpha, beta=lrn.beta)
-            channels = conv.filters
+                add(layer_name(b, c, suffix="lrn"), "LocalResponseNormalization", conv.path,
+                    b, depth_radius=lrn.size // 2, bias=lrn.bias, alpha=lrn.alpha,
+                    beta=lrn.beta)
         pool = block.pool
         if pool.type != "none":
             name = layer_name(b, pool=True)
-            if _too_small(height, width, pool.size):
-                return layers, [_shrink_issue(spec, pool.path, name, height, width,
-                                              f"{pool.size}x{pool.size} {pool.type} pool")]
-            height = _shrink(height, pool.size, pool.stride)
-            width = _shrink(width, pool.size, pool.stride)
-            add(name, POOL_CLASSES[pool.type], (height, width, channels), pool.path, b,
+            if problem := too_small(pool.size, pool.path, name,
+                                    f"{pool.size}x{pool.size} {pool.type} pool"):
+                return layers, problem
+            add(name, POOL_CLASSES[pool.type], pool.path, b,
                 pool_size=(pool.size, pool.size), strides=(pool.stride, pool.stride))
 
     head = spec.head
     if head.type == "dense":
-        flat = _product((height, width, channels))
-        add("flatten", "Flatten", (flat,), head.path)
+        add("flatten", "Flatten", head.path)
         for index, units in enumerate(head.units, start=1):
-            add(layer_name(fc=index), "Dense", (units,), f"{head.path}.units[{index - 1}]",
-                params=flat * units + units, macs=flat * units, units=units,
-                activation="relu")
+            add(layer_name(fc=index), "Dense", f"{head.path}.units[{index - 1}]",
+                units=units, activation="relu")
             if head.dropout > 0:
-                add(layer_name(fc=index, suffix="dropout"), "Dropout", (units,),
-                    f"{head.path}.dropout", rate=head.dropout)
-            flat = units
-        add("predictions", "Dense", (head.classes,), f"{head.path}.classes",
-            params=flat * head.classes + head.classes, macs=flat * head.classes,
-            units=head.classes, activation=head.activation)
+                add(layer_name(fc=index, suffix="dropout"), "Dropout", f"{head.path}.dropout",
+                    rate=head.dropout)
+        add("predictions", "Dense", f"{head.path}.classes", units=head.classes,
+            activation=head.activation)
     elif head.type in GLOBAL_POOL_CLASSES:
-        add(GLOBAL_POOL_NAMES[head.type], GLOBAL_POOL_CLASSES[head.type], (channels,),
-            head.path)
+        add(GLOBAL_POOL_NAMES[head.type], GLOBAL_POOL_CLASSES[head.type], head.path)
     return layers, []
-
-
-def _shrink(size: int | None, window: int, stride: int) -> int | None:
-    return None if size is None else (size - window) // stride + 1
-
-
-def _too_small(height: int | None, width: int | None, window: int) -> bool:
-    return any(size is not None and size < window for size in (height, width))
 
 
 def _windows(spec: Any) -> list[tuple[int, int]]:
@@ -252,17 +257,6 @@ def _shrink_issue(spec, path: str, name: str, height, width, what: str) -> Issue
                              f"{smallest}x{smallest}, got {given}"))
 
 
-def _product(values) -> int:
-    result = 1
-    for value in values:
-        result *= value
-    return result
-
-
-def _times(height: int | None, width: int | None, per_pixel: int) -> int | None:
-    return None if height is None or width is None else height * width * per_pixel
-
-
 def _sum_or_none(values) -> int | None:
     values = list(values)
     return None if any(v is None for v in values) else sum(values)
@@ -288,19 +282,23 @@ def _shape(shape: tuple) -> str:
 
 
 def format_table(p: Plan) -> str:
-    """The summary table: one row per layer, a subtotal after each block, then totals."""
-    rows = [("layer", "type", "output", "params", "MACs")]
-    subtotals = {name: (params, macs) for name, params, macs in p.block_totals()}
+    """The summary table: one row per layer (parameters split into trainable and
+    non-trainable), a subtotal after each block, then totals."""
+    rows = [("layer", "type", "output", "trainable", "non-trainable", "MACs")]
+    subtotals = {index: [layer for layer in p.layers if layer.block == index]
+                 for index in range(1, len(p.spec.blocks) + 1)}
     layers = list(p.layers)
     for index, layer in enumerate(layers):
         rows.append((layer.name, layer.kind, _shape(layer.output_shape),
-                     f"{layer.params:,}", _count(layer.macs)))
+                     f"{layer.trainable:,}", f"{layer.non_trainable:,}", _count(layer.macs)))
         following = layers[index + 1] if index + 1 < len(layers) else None
         if layer.block is not None and (following is None or following.block != layer.block):
-            params, macs = subtotals[block_tap(layer.block)]
-            rows.append((f"  {block_tap(layer.block)} total", "", "", f"{params:,}",
-                         _count(macs)))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+            block = subtotals[layer.block]
+            rows.append((f"  {block_tap(layer.block)} total", "", "",
+                         f"{sum(r.trainable for r in block):,}",
+                         f"{sum(r.non_trainable for r in block):,}",
+                         _count(_sum_or_none(r.macs for r in block))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"{p.spec.name}: input {_shape(p.spec.input_shape)}"]
     for position, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i])
@@ -310,7 +308,10 @@ def format_table(p: Plan) -> str:
     activation = p.activation_bytes
     lines.append("")
     lines.append(f"parameters:  {p.params:,}")
-    lines.append(f"MACs:        {_count(p.macs)} per image")
+    lines.append(f"  trainable:      {p.trainable:,}")
+    lines.append(f"  non-trainable:  {p.non_trainable:,}"
+                 + ("  (batch-norm moving statistics)" if p.non_trainable else ""))
+    lines.append(f"MACs:        {_count(p.macs)} per image (convs and dense layers)")
     lines.append(f"weights:     {format_bytes(p.weight_bytes)} as float32")
     lines.append("activations: " + ("? (open input size)" if activation is None else
                                     f"{format_bytes(activation)} per image, float32, all layers"))
