@@ -31,12 +31,12 @@ def test_validate_reports_every_problem_and_exits_1():
     assert "Traceback" not in result.stderr
 
 
-def test_validate_missing_file_and_directory_exit_2():
+def test_validate_missing_file_exit_2_and_a_folder_is_its_specs():
     result = run_cli("validate", "archs/vgg16.yaml", "archs/nope.yaml", "archs")
     assert result.returncode == 2
-    assert result.stdout == "archs/vgg16.yaml: ok\n"
-    assert result.stderr.splitlines() == ["archs/nope.yaml: no such file",
-                                          "archs: is a directory, not a spec file"]
+    assert result.stdout.splitlines() == ["archs/vgg16.yaml: ok"] + [
+        f"archs/{path.name}: ok" for path in sorted((ROOT / "archs").glob("*.yaml"))]
+    assert result.stderr.splitlines() == ["archs/nope.yaml: no such file"]
 
 
 def test_validate_resolved_prints_the_merged_spec():
@@ -50,7 +50,7 @@ def test_validate_resolved_prints_the_merged_spec():
                                 "classes": 10, "activation": "softmax"}
     assert resolved["blocks"][2]["convs"][2] == {
         "filters": 256, "kernel": 3, "padding": "same", "activation": "relu",
-        "batch_norm": True, "lrn": False}
+        "batch_norm": {"epsilon": 0.001, "momentum": 0.99}, "lrn": False}
 
 
 def test_summary_prints_the_table():
@@ -75,7 +75,13 @@ def test_schema_prints_the_json_schema():
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["required"] == ["name", "input", "blocks", "head"]
+    # Without extends a spec needs all four; with it, none its base provides.
+    assert schema["allOf"][0] == {
+        "if": {"required": ["extends"]},
+        "else": {"required": ["name", "input", "blocks", "head"],
+                 "properties": {"head": {"required": ["type"]}, "taps": {"type": "array"},
+                                "description": {"type": "string"},
+                                "defaults": {"type": "object"}}}}
 
 
 def test_usage_error_exit_2():

@@ -24,8 +24,8 @@ SECRET = "hunter2-SECRET-token"
 
 
 def problems(text: str, base_dir: Path = Path(".")) -> list[str]:
-    with pytest.raises(vggspec.SpecError) as caught:
-        vggspec.spec_from_text(text, file="x.yaml", base_dir=base_dir)
+    with pytest.raises(vggspec.SpecError) as caught:  # every check, the layers' too
+        vggspec.plan(vggspec.spec_from_text(text, file="x.yaml", base_dir=base_dir))
     return [str(issue) for issue in caught.value.issues]
 
 

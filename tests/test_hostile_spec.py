@@ -33,7 +33,7 @@ MAX_LINE = 800
 
 def problems(text: str, base_dir: Path = Path(".")) -> list[str]:
     with pytest.raises(vggspec.SpecError) as caught:
-        vggspec.spec_from_text(text, file="x.yaml", base_dir=base_dir)
+        vggspec.plan(vggspec.spec_from_text(text, file="x.yaml", base_dir=base_dir))
     return [str(issue) for issue in caught.value.issues]
 
 
@@ -50,7 +50,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 issues, lines = [], []
 try:
-    vggspec.load_spec(sys.argv[1])
+    vggspec.plan(sys.argv[1])
 except (vggspec.SpecError, vggspec.InputError) as error:
     issues, lines = getattr(error, "issues", []), str(error).splitlines()
 print(json.dumps({"seconds": time.perf_counter() - started, "issues": len(issues),

@@ -144,12 +144,13 @@ def test_extends_merge_rules(write):
     spec = vggspec.load_spec(child)
     assert spec.name == "child"
     assert [(c.filters, c.kernel, c.batch_norm) for b in spec.blocks for c in b.convs] == [
-        (4, 1, True)]
+        (4, 1, vggspec.BatchNorm(epsilon=1e-3, momentum=0.99))]
     assert spec.blocks[0].pool.type == "avg"
     assert (spec.head.units, spec.head.classes) == ((32, 32), 7)
     assert spec.taps == ("block1",)
     other = write("other.yaml", "extends: base.yaml\nhead: {type: global_max}\n")
     assert vggspec.load_spec(other).head == vggspec.Head("global_max")
+    assert vggspec.load_spec(other).head.classes is None
 
 
 def test_extends_a_shipped_spec_by_name(write):

@@ -12,7 +12,8 @@ from importlib import import_module
 
 from .errors import InputError, Issue, SpecError
 from .plan import Layer, Plan, plan
-from .spec import Block, Conv, Head, Lrn, Pool, Spec, json_schema, load_spec, spec_from_text
+from .spec import (BatchNorm, Block, Conv, Head, Lrn, Pool, Spec, json_schema, load_spec,
+                   spec_from_text)
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Block", "Conv", "Head", "InputError", "Issue", "Layer", "Lrn", "Plan", "Pool", "Spec",
+    "BatchNorm", "Block", "Conv", "Head", "InputError", "Issue", "Layer", "Lrn", "Plan", "Pool", "Spec",
     "SpecError", "json_schema", "load_spec", "plan", "spec_from_text", *_LAZY,
 ]
 

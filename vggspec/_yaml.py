@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -259,6 +259,14 @@ def _clip_quoted(message: str) -> str:
                        + match.group()[0], message)
 
 
+def json_path(parts) -> str:
+    """The JSON path of a sequence of keys and indices: $.blocks[0].convs."""
+    path = "$"
+    for part in parts:
+        path = child_path(path, part)
+    return path
+
+
 def child_path(path: str, key: str | int) -> str:
     """The JSON path of a child: $.blocks[2].filters, or $["odd key"] for odd keys."""
     if isinstance(key, int):
@@ -277,3 +285,21 @@ def walk(node: Node, path: str = "$"):
     elif isinstance(node.value, list):
         for index, child in enumerate(node.value):
             yield from walk(child, child_path(path, index))
+
+
+def issue_at(nodes: Mapping[str, Any], source: str, path: str, message: str,
+              at_key: bool = False) -> Issue:
+    """Place an issue at the node for ``path`` (at its key, if asked), or at its nearest
+    written ancestor."""
+    probe = path
+    while probe and probe not in nodes:
+        shorter = re.sub(r'(\.\w+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$', "", probe)
+        if shorter == probe:
+            break
+        probe = shorter
+    node = nodes.get(probe)
+    if node is None:
+        return Issue(source, 0, 0, path, message)
+    if at_key and probe == path and node.key_line:
+        return Issue(node.file, node.key_line, node.key_column, path, message)
+    return Issue(node.file, node.line, node.column, path, message)

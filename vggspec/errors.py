@@ -116,7 +116,8 @@ class Issue:
 
 class SpecError(ValueError):
     """A spec is invalid. ``issues`` lists every problem found; ``str()`` prints one per
-    line, the first MAX_SHOWN of them, then how many more there are.
+    line, the first MAX_SHOWN of them, then how many more there are, then, when
+    ``skipped`` says why, a note that the checks needing the layers did not run.
 
     >>> try: vggspec.load_spec("archs/broken.yaml")
     ... except vggspec.SpecError as error: print(error)
@@ -124,13 +125,18 @@ class SpecError(ValueError):
 
     exit_code = EXIT_INVALID_SPEC
 
-    def __init__(self, issues: list[Issue]):
+    def __init__(self, issues: list[Issue], skipped: str | None = None):
         self.issues = sorted(set(issues))
+        self.skipped = skipped
         lines = [str(issue) for issue in self.issues[:MAX_SHOWN]]
         hidden = len(self.issues) - MAX_SHOWN
+        file = clip(self.issues[0].file, MAX_PATH) if self.issues else "<spec>"
         if hidden > 0:
-            lines.append(f"{clip(self.issues[0].file, MAX_PATH)}: ... and {hidden:,} more "
-                         f"problem{'s' * (hidden != 1)} (the first {MAX_SHOWN} are shown)")
+            lines.append(f"{file}: ... and {hidden:,} more problem{'s' * (hidden != 1)} "
+                         f"(the first {MAX_SHOWN} are shown)")
+        if skipped:
+            lines.append(f"{file}: note: the checks that need the layers (input size, "
+                         f"taps) did not run: {skipped}")
         super().__init__("\n".join(lines))
 
 

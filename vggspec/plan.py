@@ -12,9 +12,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .errors import Issue, SpecError
+from .errors import Issue, SpecError, quote
 from .kinds import kind_of, product
-from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve_taps
+from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve_taps, \
+    tap_targets
+from .schema_words import Hints
+from .spec import Spec, check_spec
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -135,33 +138,66 @@ class Plan:
     def __str__(self) -> str:
         return format_table(self)
 
+    def as_dict(self) -> dict:
+        """The plan as plain data (tuples as lists, None as None), JSON-ready: what
+        ``vggspec summary --json`` prints. A stable format: within format version 1,
+        fields are only ever added, never renamed or removed.
+
+        ``{"format": "vggspec.plan/1", "name", "input_shape", "layers": [{"name",
+        "kind", "config", "output_shape", "params", "trainable", "non_trainable",
+        "macs", "block", "path"}, ...], "totals": {"params", "trainable",
+        "non_trainable", "macs", "weight_bytes", "activation_bytes"}}``; ``kind`` is the
+        Keras class name and ``config`` its arguments; ``macs`` and ``activation_bytes``
+        are None for an open input size; ``block`` is None outside the conv blocks.
+
+        >>> plan("archs/vgg16.yaml").as_dict()["totals"]["params"]
+        138357544
+        """
+        from .tables import plan_dict; return plan_dict(self)  # noqa: E702
+
+    def to_json(self) -> str:
+        """``as_dict()`` as JSON text, one line per layer."""
+        from .tables import plan_json; return plan_json(self)  # noqa: E702
+
+    def __repr__(self) -> str:
+        from .tables import plan_repr; return plan_repr(self)  # noqa: E702
+
+    def _repr_html_(self) -> str:
+        from .tables import plan_html; return plan_html(self)  # noqa: E702
+
 
 def plan(spec_or_path: Any, max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES) -> Plan:
     """Plan every layer of a spec (a Spec or a path to one) without building anything.
 
-    Raises SpecError when the spec is invalid or its weights exceed ``max_weight_bytes``
-    (None for no limit).
+    This is the one function that runs every check: the spec's fields (for a path) and
+    the checks that need the layers (an input too small for a window, taps that name no
+    layer), all reported in one SpecError. It also raises SpecError when the weights
+    exceed ``max_weight_bytes`` (None for no limit), InputError for an unreadable file.
 
     >>> p = plan("archs/vgg16.yaml")
     >>> p.params, p.layer("block5_pool").output_shape
     (138357544, (7, 7, 512))
     """
-    spec = spec_or_path
     if isinstance(spec_or_path, (str, os.PathLike)):
-        from .spec import load_spec
-
-        spec = load_spec(spec_or_path)
-    layers, issues = plan_layers(spec)
+        spec, issues, skipped = check_spec(spec_or_path)
+    else:
+        spec, issues, skipped = spec_or_path, [], None
+    layers: list[Layer] = []
+    if spec is not None:
+        layers, walk_issues = plan_layers(spec)
+        issues = issues + walk_issues
     if issues:
-        raise SpecError(issues)
+        raise SpecError(issues, skipped)
     result = Plan(spec, tuple(layers))
     result.check_weight_limit(max_weight_bytes)
     return result
 
 
-def plan_layers(spec: Any) -> tuple[list[Layer], list[Issue]]:
-    """Walk a spec into layers. Stops at the first layer whose input is too small,
-    returning the layers so far and an Issue that names the smallest input that works."""
+def plan_layers(spec: Spec) -> tuple[list[Layer], list[Issue]]:
+    """Walk a spec into layers, with the problems only the walk can find. Stops at the
+    first layer whose input is too small, returning the layers so far and an Issue that
+    names the smallest input that works (taps are then not checked: the layers past
+    that point are unknown); otherwise checks that every tap names a layer."""
     layers: list[Layer] = []
 
     def add(name: str, kind: str, path: str, block: int | None = None, **config) -> None:
@@ -192,7 +228,8 @@ def plan_layers(spec: Any) -> tuple[list[Layer], list[Issue]]:
                 kernel_size=(conv.kernel, conv.kernel), padding=conv.padding,
                 activation=activation)
             if conv.batch_norm:
-                add(layer_name(b, c, suffix="bn"), "BatchNormalization", conv.path, b)
+                add(layer_name(b, c, suffix="bn"), "BatchNormalization", conv.path, b,
+                    epsilon=conv.batch_norm.epsilon, momentum=conv.batch_norm.momentum)
                 if conv.activation != "linear":
                     add(layer_name(b, c, suffix=conv.activation), "Activation", conv.path, b,
                         activation=conv.activation)
@@ -212,18 +249,34 @@ def plan_layers(spec: Any) -> tuple[list[Layer], list[Issue]]:
 
     head = spec.head
     if head.type == "dense":
+        if head.adaptive_pool:
+            add("adaptive_pool", "AdaptiveAveragePooling2D", f"{head.path}.adaptive_pool",
+                output_size=tuple(head.adaptive_pool))
         add("flatten", "Flatten", head.path)
+    elif head.type in GLOBAL_POOL_CLASSES:
+        add(GLOBAL_POOL_NAMES[head.type], GLOBAL_POOL_CLASSES[head.type], head.path)
+    if head.classes is not None and head.type != "none":
         for index, units in enumerate(head.units, start=1):
             add(layer_name(fc=index), "Dense", f"{head.path}.units[{index - 1}]",
                 units=units, activation="relu")
             if head.dropout > 0:
                 add(layer_name(fc=index, suffix="dropout"), "Dropout", f"{head.path}.dropout",
                     rate=head.dropout)
+        if head.dropout > 0 and not head.units:
+            add("head_dropout", "Dropout", f"{head.path}.dropout", rate=head.dropout)
         add("predictions", "Dense", f"{head.path}.classes", units=head.classes,
             activation=head.activation)
-    elif head.type in GLOBAL_POOL_CLASSES:
-        add(GLOBAL_POOL_NAMES[head.type], GLOBAL_POOL_CLASSES[head.type], head.path)
-    return layers, []
+    return layers, _tap_issues(spec, layers)
+
+
+def _tap_issues(spec: Spec, layers: list[Layer]) -> list[Issue]:
+    targets = tap_targets(layer.name for layer in layers)
+    names, hint, issues = sorted(targets), Hints(), []
+    for index, tap in enumerate(spec.taps):
+        if tap not in targets:
+            issues.append(spec.issue(f"$.taps[{index}]", f"no layer or block named "
+                                                         f"{quote(tap)}{hint(tap, names)}"))
+    return issues
 
 
 def _windows(spec: Any) -> list[tuple[int, int]]:
@@ -277,42 +330,9 @@ def _count(value: int | None, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def _shape(shape: tuple) -> str:
-    return str(tuple(shape))
-
-
 def format_table(p: Plan) -> str:
     """The summary table: one row per layer (parameters split into trainable and
-    non-trainable), a subtotal after each block, then totals."""
-    rows = [("layer", "type", "output", "trainable", "non-trainable", "MACs")]
-    subtotals = {index: [layer for layer in p.layers if layer.block == index]
-                 for index in range(1, len(p.spec.blocks) + 1)}
-    layers = list(p.layers)
-    for index, layer in enumerate(layers):
-        rows.append((layer.name, layer.kind, _shape(layer.output_shape),
-                     f"{layer.trainable:,}", f"{layer.non_trainable:,}", _count(layer.macs)))
-        following = layers[index + 1] if index + 1 < len(layers) else None
-        if layer.block is not None and (following is None or following.block != layer.block):
-            block = subtotals[layer.block]
-            rows.append((f"  {block_tap(layer.block)} total", "", "",
-                         f"{sum(r.trainable for r in block):,}",
-                         f"{sum(r.non_trainable for r in block):,}",
-                         _count(_sum_or_none(r.macs for r in block))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"{p.spec.name}: input {_shape(p.spec.input_shape)}"]
-    for position, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i])
-                               for i, cell in enumerate(row)).rstrip())
-        if position == 0:
-            lines.append("-" * len(lines[-1]))
-    activation = p.activation_bytes
-    lines.append("")
-    lines.append(f"parameters:  {p.params:,}")
-    lines.append(f"  trainable:      {p.trainable:,}")
-    lines.append(f"  non-trainable:  {p.non_trainable:,}"
-                 + ("  (batch-norm moving statistics)" if p.non_trainable else ""))
-    lines.append(f"MACs:        {_count(p.macs)} per image (convs and dense layers)")
-    lines.append(f"weights:     {format_bytes(p.weight_bytes)} as float32")
-    lines.append("activations: " + ("? (open input size)" if activation is None else
-                                    f"{format_bytes(activation)} per image, float32, all layers"))
-    return "\n".join(lines)
+    non-trainable), a subtotal after each block, then totals (see vggspec.tables)."""
+    from .tables import format_summary
+
+    return format_summary(p)
