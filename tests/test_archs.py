@@ -39,7 +39,7 @@ def test_arch_validates_and_plans(path):
     assert plan.params == params
     assert [len(block.convs) for block in spec.blocks] == convs
     assert path.read_text().startswith(
-        "# yaml-language-server: $schema=../vggspec/schema/vggspec.schema.json\n")
+        "# yaml-language-server: $schema=../schema/vggspec.schema.json\n")
 
 
 def test_vgg16_block_figures():
@@ -131,14 +131,27 @@ def test_weight_limit_names_the_largest_layer():
         "100.0 MiB; the largest layer is fc1 with 102,764,544 parameters (392.0 MiB)")
 
 
-def test_schema_defaults_agree_with_dataclass_defaults():
+def test_dataclass_defaults_come_from_the_schema():
     schema = vggspec.json_schema()
-    conv = vggspec.Conv(filters=1)
-    for key in ("kernel", "padding", "activation", "batch_norm"):
+    conv, on = vggspec.Conv(filters=1), vggspec.BatchNorm()
+    for key in ("kernel", "padding", "activation"):
         assert schema["properties"]["defaults"]["properties"][key]["default"] == getattr(conv, key)
+    assert schema["properties"]["defaults"]["properties"]["batch_norm"]["default"] is False
+    assert conv.batch_norm is None
+    settings = schema["$defs"]["batch_norm"]["oneOf"][1]["properties"]
+    assert (settings["epsilon"]["default"], settings["momentum"]["default"]) == \
+        (on.epsilon, on.momentum) == (1e-3, 0.99)  # Keras' own BatchNormalization defaults
     lrn = vggspec.Lrn()
     for key in ("size", "alpha", "beta", "bias"):
         assert schema["$defs"]["lrn"]["properties"][key]["default"] == getattr(lrn, key)
+    # A dense head's defaults are keras.applications' top; a global one has no classifier.
+    dense = vggspec.spec_from_text("name: d\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max]]"
+                                   "\nhead: {type: dense}\n").head
+    assert (dense.units, dense.classes, dense.dropout, dense.activation) == \
+        ((4096, 4096), 1000, 0.0, "softmax")
+    pooled = vggspec.spec_from_text("name: d\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max]]"
+                                    "\nhead: {type: global_avg}\n").head
+    assert (pooled.units, pooled.classes) == ((), None)
 
 
 def test_schema_describes_every_property():
@@ -146,7 +159,11 @@ def test_schema_describes_every_property():
 
     def visit(node, where):
         if isinstance(node, dict):
+            # A conditional branch only adds defaults or refusals to properties described
+            # where they are declared.
             for key, prop in node.get("properties", {}).items():
+                if any(part in where for part in ("/if", "/then", "/else")):
+                    continue
                 if isinstance(prop, dict) and "description" not in prop:
                     missing.append(f"{where}.{key}")
             if node.get("type") == "object" and node.get("properties"):
@@ -160,3 +177,15 @@ def test_schema_describes_every_property():
 
     visit(vggspec.json_schema(), "#")
     assert missing == []
+
+
+@pytest.mark.parametrize("path", ARCHS, ids=lambda p: p.stem)
+def test_the_resolved_form_is_a_spec_that_plans_the_same(path):
+    import yaml
+
+    spec = vggspec.load_spec(path)
+    again = vggspec.spec_from_text(yaml.safe_dump(spec.to_dict(), sort_keys=False),
+                                   file=f"{path.stem}-resolved.yaml")
+    first, second = vggspec.plan(spec), vggspec.plan(again)
+    assert [(l.name, l.kind, l.output_shape, l.params, l.config) for l in first.layers] == \
+        [(l.name, l.kind, l.output_shape, l.params, l.config) for l in second.layers]

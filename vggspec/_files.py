@@ -114,10 +114,11 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...]) -> Pat
         raise InputError(f"{path}: the file name is too long (at most "
                          f"{_NAME_MAX - _TEMPORARY_EXTRA} bytes)")
     try:
-        if path.is_dir():
-            raise InputError(f"{path}: is a directory")
+        is_dir = path.is_dir()
     except OSError as error:
         raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
+    if is_dir:
+        raise InputError(f"{path}: is a directory")
     check_output_dir(path.parent, create=False)
     return path
 

@@ -37,9 +37,9 @@ def check_spec(path: str | os.PathLike | None = None, *, text: str | None = None
 
 
 def _spec_or_raise(result) -> Spec:
-    spec, issues, _ = result
+    spec, issues, skipped = result
     if issues:
-        raise SpecError(issues)
+        raise SpecError(issues, skipped)
     return spec
 
 
