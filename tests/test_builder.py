@@ -127,7 +127,7 @@ def test_feature_model_of_a_spec_uses_its_taps_and_refuses_unknown_ones():
     assert {k: tuple(v.shape) for k, v in features.output.items()} == {
         "block2": (None, 8, 8, 6), "block1_conv1": (None, 16, 16, 4)}
     assert features.get_layer("block2_conv1_relu") is not None
-    with pytest.raises(vggspec.InputError, match="no layer or block named 'block7'"):
+    with pytest.raises(vggspec.UsageError, match="no layer or block named .block7."):
         feature_model(build_model(spec), ["block7"])
 
 

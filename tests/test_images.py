@@ -100,7 +100,7 @@ def test_preprocessing_modes():
         [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], rel=1e-6)
     assert preprocess(white, "tf").tolist() == [[[[1.0, 1.0, 1.0]]]]
     assert preprocess(white, "none").tolist() == white.tolist()
-    with pytest.raises(vggspec.InputError, match="caffe preprocessing needs 3 channels"):
+    with pytest.raises(vggspec.UsageError, match="caffe preprocessing needs 3 channels"):
         preprocess(np.zeros((1, 2, 2, 1)), "caffe")
 
 

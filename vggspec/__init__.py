@@ -10,7 +10,7 @@ The names below that need Keras, numpy or Pillow are loaded on first use.
 
 from importlib import import_module
 
-from .errors import InputError, Issue, SpecError
+from .errors import InputError, Issue, SpecError, UsageError
 from .plan import Layer, Plan, plan
 from .spec import (BatchNorm, Block, Conv, Head, Lrn, Pool, Spec, json_schema, load_spec,
                    spec_from_text)
@@ -27,7 +27,7 @@ _LAZY = {
 
 __all__ = [
     "BatchNorm", "Block", "Conv", "Head", "InputError", "Issue", "Layer", "Lrn", "Plan", "Pool", "Spec",
-    "SpecError", "json_schema", "load_spec", "plan", "spec_from_text", *_LAZY,
+    "SpecError", "UsageError", "json_schema", "load_spec", "plan", "spec_from_text", *_LAZY,
 ]
 
 

@@ -62,7 +62,7 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
     build_model takes; from a spec, only the layers up to the last tap are built (and
     ``weights`` loaded into them), so conv taps never allocate the dense head. ``taps``
     defaults to the spec's taps (every block: ``block1`` ... ``blockN``); any layer name
-    works too, such as ``block3_conv3`` for a perceptual loss. Raises InputError for a
+    works too, such as ``block3_conv3`` for a perceptual loss. Raises UsageError for a
     tap with no layer.
 
     >>> features = feature_model("archs/vgg16.yaml")

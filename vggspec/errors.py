@@ -119,8 +119,10 @@ class SpecError(ValueError):
     line, the first MAX_SHOWN of them, then how many more there are, then, when
     ``skipped`` says why, a note that the checks needing the layers did not run.
 
-    >>> try: vggspec.load_spec("archs/broken.yaml")
+    >>> try: vggspec.load_spec("tests/invalid/lrn_even.yaml")
     ... except vggspec.SpecError as error: print(error)
+    tests/invalid/lrn_even.yaml:4:15: $.defaults.lrn.size: must be odd (a window centred on each channel), got 4
+    tests/invalid/lrn_even.yaml: note: the checks that need the layers (input size, taps) did not run: $.defaults has problems
     """
 
     exit_code = EXIT_INVALID_SPEC
@@ -144,6 +146,17 @@ class InputError(OSError):
     """A file, path, image or weights file cannot be used. The message is one line
     that names the file, at most MAX_MESSAGE characters; any file text in it is escaped
     (see ``printable``)."""
+
+    exit_code = EXIT_UNUSABLE_INPUT
+
+    def __init__(self, message: str):
+        super().__init__(clip(message, MAX_MESSAGE))
+
+
+class UsageError(ValueError):
+    """An argument that does not fit: a tap the network lacks, a preprocessing its
+    channels cannot take, a shipped spec that does not exist. Not about a file, so not
+    an OSError; the CLI exits 2 for it, as for any usage error. One escaped line."""
 
     exit_code = EXIT_UNUSABLE_INPUT
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ._files import check_regular, open_regular
-from .errors import InputError, printable
+from .errors import InputError, UsageError, printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".jfif")
@@ -41,7 +41,7 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
     named file that is not a regular file, or a folder that has no images or cannot be
     read.
 
-    >>> list_images(["photos", "extra.jpg"])
+    >>> list_images(["photos", "extra.jpg"])  # photos/ holds a.jpg, b.png and notes.txt
     [PosixPath('photos/a.jpg'), PosixPath('photos/b.png'), PosixPath('extra.jpg')]
     """
     found: list[Path] = []
@@ -77,7 +77,8 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     anything that is not a readable image, or one over Pillow's decompression-bomb
     limit. ``warn`` receives warnings instead of the warnings module.
 
-    >>> load_image(get_sample_data("grace_hopper.jpg"), 3, (224, 224)).shape
+    >>> photo = get_sample_data("grace_hopper.jpg", asfileobj=False)
+    >>> load_image(photo, 3, (224, 224)).shape
     (224, 224, 3)
     """
     from PIL import Image, ImageOps
@@ -181,7 +182,7 @@ def check_preprocessing(mode: str, channels: int) -> None:
     if mode not in PREPROCESSING:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {mode!r}")
     if mode in ("caffe", "torch") and channels != 3:
-        raise InputError(f"{mode} preprocessing needs 3 channels, the spec has {channels}; "
+        raise UsageError(f"{mode} preprocessing needs 3 channels, the spec has {channels}; "
                          f"use --preprocess tf or none")
 
 

@@ -20,7 +20,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     so it runs on any backend. It has no weights.
 
     >>> layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
-    >>> layer(keras.ops.ones((1, 4, 4, 8))).shape
+    >>> tuple(layer(keras.ops.ones((1, 4, 4, 8))).shape)
     (1, 4, 4, 8)
     """
 

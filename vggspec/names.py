@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .errors import InputError, did_you_mean, quote
+from .errors import UsageError, did_you_mean, quote
 
 _IN_BLOCK = re.compile(r"(block\d+)_")
 
@@ -59,14 +59,14 @@ def tap_targets(layer_names: Iterable[str]) -> dict[str, str]:
 def resolve_taps(layer_names: Iterable[str], taps: Iterable[str] | None,
                  source: str) -> dict[str, str]:
     """Tap -> layer for each of ``taps`` (default: every block, in order). Raises
-    InputError naming ``source`` for a tap with no layer."""
+    UsageError naming ``source`` for a tap with no layer."""
     targets = tap_targets(layer_names)
     if taps is None:
         taps = [tap for tap in targets if re.fullmatch(r"block\d+", tap)]
     mapping = {}
     for tap in taps:
         if tap not in targets:
-            raise InputError(f"{source}: no layer or block named {quote(tap)}"
+            raise UsageError(f"{source}: no layer or block named {quote(tap)}"
                              f"{did_you_mean(tap, sorted(targets))}")
         mapping[tap] = targets[tap]
     return mapping

@@ -297,9 +297,9 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     finish (a second Ctrl-C drops them too); the exception carries ``report``, whose
     ``done`` lists exactly the image folders in place.
 
-    >>> report = extract_features("archs/vgg16.yaml", ["photo.jpg"], "out")
+    >>> report = extract_features("archs/vgg11.yaml", ["extra.jpg"], "out")
     >>> report.done
-    [(PosixPath('photo.jpg'), PosixPath('out/photo'))]
+    [(PosixPath('extra.jpg'), PosixPath('out/extra'))]
     """
     from .builder import as_plan, feature_model
     from .features import compiled

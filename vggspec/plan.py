@@ -106,7 +106,7 @@ class Plan:
 
     def tap_layers(self, taps: Iterable[str] | None = None) -> dict[str, str]:
         """Tap name -> the layer whose output it is, for ``taps`` or the spec's taps.
-        Raises InputError for a tap with no layer."""
+        Raises UsageError for a tap with no layer."""
         return resolve_taps((layer.name for layer in self.layers),
                             self.spec.taps if taps is None else taps, self.spec.source)
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._files import atomic_path, check_output_file
-from .errors import InputError, quote
+from .errors import InputError, UsageError, quote
 from .spec import SPEC_SUFFIXES, shipped_archs, spec_from_text
 
 SCHEMA_FILE = "vggspec.schema.json"
@@ -63,7 +63,7 @@ def new_spec(path: str | os.PathLike, base: str = "vgg16", force: bool = False) 
     path = Path(path)
     shipped = sorted(p.stem for p in shipped_archs().glob("*.yaml") if p.is_file())
     if base not in shipped:
-        raise InputError(f"no shipped spec named {quote(base)}; choose one of: "
+        raise UsageError(f"no shipped spec named {quote(base)}; choose one of: "
                          f"{', '.join(shipped)}")
     check_output_file(path, SPEC_SUFFIXES)
     if os.path.lexists(path) and not force:
