@@ -4,7 +4,8 @@
 
 Prints the median wall time of each command over several runs, measured in the same
 run on the same machine, and each vggspec command's ratio to the TensorFlow import.
-Target (issue 2): both vggspec commands under 10% of the TensorFlow import.
+Target (issue 2): every vggspec command under 10% of the TensorFlow import (issue 8
+adds `diff`, which plans two specs: the same target).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ COMMANDS = {
                                           "archs/vgg16.yaml"],
     "vggspec summary archs/vgg16.yaml": [sys.executable, "-m", "vggspec", "summary",
                                          "archs/vgg16.yaml"],
+    "vggspec diff archs/vgg16.yaml archs/vgg19.yaml": [
+        sys.executable, "-m", "vggspec", "diff", "archs/vgg16.yaml", "archs/vgg19.yaml"],
     'python -c "import tensorflow"': [sys.executable, "-c", "import tensorflow"],
 }
 
@@ -47,9 +50,10 @@ def main() -> None:
         median_seconds(command, 1)
     results = {name: median_seconds(command, args.runs) for name, command in COMMANDS.items()}
     peer = results['python -c "import tensorflow"']
-    print(f"{'command':40s} {'median s':>9s} {'vs TF import':>13s}")
+    width = max(len(name) for name in results)
+    print(f"{'command':{width}s} {'median s':>9s} {'vs TF import':>13s}")
     for name, seconds in results.items():
-        print(f"{name:40s} {seconds:9.3f} {seconds / peer:12.1%}")
+        print(f"{name:{width}s} {seconds:9.3f} {seconds / peer:12.1%}")
 
 
 if __name__ == "__main__":

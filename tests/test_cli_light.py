@@ -22,12 +22,16 @@ def test_validate_reports_every_problem_and_exits_1():
         "bad_pool_name.yaml:4:10: $.blocks[0][1]: must be one of max, avg, none, got 'maxx'; "
         "did you mean 'max'?",
         "bad_pool_name.yaml:5:44: $.blocks[1].pool.size: must be at least 1, got 0",
+        "bad_pool_name.yaml: note: the checks that need the layers (input size, taps) did not "
+        "run: $.blocks has problems",
         "yaml11.yaml:4:15: $.defaults.batch_norm: 'yes' is ambiguous: YAML 1.1 reads it as a "
         "boolean; write true or false, or quote it for a string",
         "yaml11.yaml:5:16: $.defaults.lrn.alpha: '1e-4' is a string to YAML 1.1 readers; "
         "write it as 0.0001",
         "yaml11.yaml:7:6: $.blocks[0][0]: '064' has a leading zero: YAML 1.1 reads it as an "
-        "octal number; write 64 or quote it for a string"]
+        "octal number; write 64 or quote it for a string",
+        "yaml11.yaml: note: the checks that need the layers (input size, taps) did not run: "
+        "$.defaults, $.blocks have problems"]
     assert "Traceback" not in result.stderr
 
 

@@ -11,16 +11,18 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import (EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, InputError, SpecError,
-                     printable)
+from .errors import (EXIT_INVALID_SPEC, EXIT_OK, EXIT_UNUSABLE_INPUT, MAX_PATH, InputError,
+                     SpecError, UsageError, clip, printable, quote)
 from .plan import GIB
 
 EPILOG = """exit codes: 0 success, 1 invalid spec, 2 usage error or a file that cannot be
 used (missing, unreadable, wrong format), 130 interrupted. Add --debug to see a traceback."""
+SPEC_HELP = "spec file (YAML), or a shipped spec's name such as vgg16 (see vggspec list)"
 
 
 @contextlib.contextmanager
@@ -93,6 +95,70 @@ def _colour_map(name: str) -> str:
     return name
 
 
+class _Taps(argparse.Action):
+    """--taps block1,block3_conv3: comma-separated taps, gathered over every --taps.
+
+    --taps takes one value and what follows it is images, so that ``features SPEC --taps
+    block1,block2 IMAGE`` reads IMAGE as an image. Only after an image, and when its
+    first value has no comma, does --taps go on taking taps up to the next option, as
+    it always did: ``features SPEC IMAGE --taps block1 block2``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, "images", None)  # set once argparse has read them
+        spilled = getattr(namespace, "spilled_images", None) or []
+        if (given or spilled) and "," not in values[0]:
+            taps, images = values, []
+        else:
+            taps, images = values[:1], values[1:]
+        names = [name.strip() for value in taps for name in value.split(",")]
+        names = [name for name in names if name]
+        if not names:
+            raise argparse.ArgumentError(self, "give at least one tap, such as block1 or "
+                                               "block1,block3_conv3")
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
+        if given:
+            # argparse has read the images already and will not set them again.
+            namespace.images = [*given, *images]
+        else:
+            namespace.spilled_images = [*spilled, *images]
+
+
+def _gather_images(args, parser: argparse.ArgumentParser) -> None:
+    """The images of `features`: those --taps passed on (which came first), then the
+    rest; a usage error if there are none."""
+    spilled = getattr(args, "spilled_images", None) or []
+    args.spilled_images = spilled
+    args.images = [*spilled, *(args.images or [])]
+    if not args.images:
+        parser.error("the following arguments are required: IMAGE")
+
+
+def _check_spilled_images(args) -> None:
+    """An image that --taps passed on, that is no file but looks like a tap, was meant as
+    one: say how to write several taps."""
+    for value in args.spilled_images:
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value) and not os.path.lexists(value):
+            taps = ",".join([*args.taps, value])
+            raise UsageError(f"{clip(value)}: no such file (before the images, --taps takes "
+                             f"one value: write several taps comma-separated, --taps "
+                             f"{clip(taps, MAX_PATH)})")
+
+
+def _check_taps(layout, taps: list[str] | None) -> None:
+    """Every tap names a layer; a tap that is a file was meant as an image."""
+    from .names import tap_targets
+
+    try:
+        layout.tap_layers(taps)
+    except UsageError as error:
+        targets = tap_targets(layer.name for layer in layout.layers)
+        files = [tap for tap in taps or () if tap not in targets and os.path.isfile(tap)]
+        if not files:
+            raise
+        raise UsageError(f"{error} ({quote(files[0])} is a file: put the images before "
+                         f"--taps)") from None
+
+
 def _check_weights(path: str | None) -> None:
     """A weights path that is not there fails now, not after the model is built."""
     if path:
@@ -116,40 +182,119 @@ def _add_limit(parser: argparse.ArgumentParser) -> None:
                              "(default 4; 0 or inf for no limit)")
 
 
-def cmd_validate(args) -> int:
-    from .plan import plan
-    from .spec import load_spec
+def spec_argument(text: str) -> str:
+    """The spec file a command-line argument names: the argument itself, or, for a name
+    with no '/' and no .yaml or .yml ending that is no file here, the shipped spec of
+    that name (``vgg16``: archs/vgg16.yaml). A file here wins over a shipped spec (a
+    folder does not). Raises UsageError for a name that is neither."""
+    from .spec import SPEC_SUFFIXES
 
-    worst = EXIT_OK
-    for file in args.files:
+    if not text or "/" in text or os.sep in text or text.lower().endswith(SPEC_SUFFIXES):
+        return text
+    try:
+        folder = os.path.isdir(text) if os.stat(text) else None
+    except FileNotFoundError:
+        folder = None
+    except (OSError, ValueError):  # a NUL, a name too long: the loader says which
+        return text
+    if folder is False:
+        return text
+    from .tables import shipped_specs
+
+    shipped = shipped_specs()
+    if text in shipped:
+        return str(shipped[text])
+    if folder:
+        return text
+    raise UsageError(f"{clip(text, MAX_PATH)}: no such file (and no shipped spec named "
+                     f"{quote(text)}; see vggspec list)")
+
+
+def _validate_targets(argument: str) -> list[tuple[str, str]]:
+    """(name to show, path) of each spec an argument of validate names: a folder's
+    *.yaml and *.yml files, sorted (not its subfolders'), or the one spec it names."""
+    from .spec import SPEC_SUFFIXES
+
+    if os.path.isdir(argument):
         try:
-            spec = load_spec(file)
-            plan(spec, _limit_bytes(args))
-        except SpecError as error:
-            print(error)
-            worst = max(worst, EXIT_INVALID_SPEC)
-            continue
-        except InputError as error:
+            with os.scandir(argument) as entries:
+                names = sorted(entry.name for entry in entries
+                               if entry.name.lower().endswith(SPEC_SUFFIXES)
+                               and not entry.is_dir())
+        except OSError as error:
+            raise InputError(f"{clip(argument, MAX_PATH)}: cannot read the folder: "
+                             f"{error.strerror or error}") from None
+        if not names:
+            raise InputError(f"{clip(argument, MAX_PATH)}: no .yaml or .yml files in this "
+                             f"folder")
+        return [(os.path.join(argument, name), os.path.join(argument, name))
+                for name in names]
+    return [(argument, spec_argument(argument))]
+
+
+def cmd_validate(args) -> int:
+    worst = EXIT_OK
+    for argument in args.files:
+        try:
+            targets = _validate_targets(argument)
+        except (InputError, UsageError) as error:
             print(error, file=sys.stderr)
             worst = max(worst, EXIT_UNUSABLE_INPUT)
             continue
-        if args.resolved:
-            import yaml
-
-            print(f"# {printable(file)}, resolved: every default written, extends merged")
-            print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None,
-                                 width=100),
-                  end="")
-        else:
-            print(f"{printable(file)}: ok")
+        for file, path in targets:
+            worst = max(worst, _validate_one(args, file, path))
     return worst
+
+
+def _validate_one(args, file: str, path: str) -> int:
+    """Check one spec (``path``, shown as ``file``) and print the verdict; returns its
+    exit code."""
+    from .plan import plan
+
+    try:
+        spec = plan(path, _limit_bytes(args)).spec  # every check, in one run
+    except SpecError as error:
+        print(error)
+        return EXIT_INVALID_SPEC
+    except (InputError, UsageError) as error:
+        print(error, file=sys.stderr)
+        return EXIT_UNUSABLE_INPUT
+    if args.resolved:
+        import yaml
+
+        print(f"# {printable(file)}, resolved: every default written, extends merged")
+        print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None,
+                             width=100),
+              end="")
+    else:
+        print(f"{printable(file)}: ok")
+    return EXIT_OK
 
 
 def cmd_summary(args) -> int:
     from .plan import plan
 
-    print(plan(args.file, _limit_bytes(args)))
+    layout = plan(spec_argument(args.file), _limit_bytes(args))
+    print(layout.to_json() if args.json else layout)
     return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from .compare import format_diff
+    from .plan import plan
+
+    before = plan(spec_argument(args.a), _limit_bytes(args))
+    after = plan(spec_argument(args.b), _limit_bytes(args))
+    print(format_diff(before, after, changed_only=args.changed_only))
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .tables import catalogue, format_catalogue
+
+    entries = catalogue()
+    print(format_catalogue(entries))
+    return EXIT_INVALID_SPEC if any(params is None for _, params, _ in entries) else EXIT_OK
 
 
 def _tap_shapes(features) -> list[str]:
@@ -164,7 +309,7 @@ def cmd_build(args) -> int:
     if args.save:
         check_output_file(args.save, (".keras",))
     _check_weights(args.weights)
-    layout = plan(args.spec, _limit_bytes(args))
+    layout = plan(spec_argument(args.spec), _limit_bytes(args))
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
@@ -199,10 +344,11 @@ def cmd_features(args) -> int:
     from .plan import plan
 
     # Everything that can be wrong with the inputs fails before any folder is made.
+    _check_spilled_images(args)
     images = list_images(args.images)
     _check_weights(args.weights)
-    layout = plan(args.spec, _limit_bytes(args))
-    layout.tap_layers(args.taps)
+    layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    _check_taps(layout, args.taps)
     channels = layout.spec.input_shape[2]
     preprocessing = args.preprocess or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
@@ -243,9 +389,10 @@ def cmd_diagram(args) -> int:
     from .diagram import write_diagram
     from .plan import plan
 
-    out = args.out or f"{Path(args.spec).stem}.png"
+    spec = spec_argument(args.spec)
+    out = args.out or f"{Path(spec).stem}.png"
     check_output_file(out, (".png", ".svg"))
-    layout = plan(args.spec, _limit_bytes(args))
+    layout = plan(spec, _limit_bytes(args))
     try:
         written = write_diagram(layout, out)
     except InputError:
@@ -263,6 +410,24 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def cmd_new(args) -> int:
+    from .starter import new_spec
+
+    written = new_spec(args.file, base=args.base, force=args.force)
+    print(f"wrote {printable(str(written))} (extends {args.base}); open it in an editor with "
+          f"the YAML language server for completion")
+    return EXIT_OK
+
+
+def _debug_option() -> argparse.ArgumentParser:
+    """--debug for every command, so it works after the command as well as before it.
+    Its default is SUPPRESS: a command given no --debug leaves the top-level value."""
+    parent = _Parser(add_help=False)
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show a traceback for errors (for reporting bugs)")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vggspec",
@@ -273,13 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for errors (for reporting bugs)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = [_debug_option()]
 
     validate = commands.add_parser(
-        "validate", help="check specs; report every problem as FILE:LINE:COL: PATH: message",
+        "validate", parents=common,
+        help="check specs; report every problem as FILE:LINE:COL: PATH: message",
         description="Check each spec against the schema and vggspec's rules and report "
-                    "every problem, one per line. Exit 0 if all are valid, 1 if any is "
-                    "invalid, 2 if a file cannot be read.", epilog=EPILOG)
-    validate.add_argument("files", nargs="+", metavar="FILE", help="spec files (YAML)")
+                    "every problem, one per line. A folder stands for the .yaml and .yml "
+                    "files in it (sorted; not its subfolders). Exit 0 if all are valid, 1 "
+                    "if any is invalid, 2 if a file cannot be read or a folder has no "
+                    "specs.", epilog=EPILOG)
+    validate.add_argument("files", nargs="+", metavar="FILE",
+                          help="spec files (YAML), folders of them, or shipped specs' names "
+                               "such as vgg16 (see vggspec list)")
     validate.add_argument("--resolved", action="store_true",
                           help="print each spec as it will be built: extends merged, "
                                "every default written out")
@@ -287,22 +458,53 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=cmd_validate)
 
     summary = commands.add_parser(
-        "summary", help="print every layer's shape, parameters and MACs, without TensorFlow",
+        "summary", parents=common,
+        help="print every layer's shape, parameters and MACs, without TensorFlow",
         description="Plan the network without building it: one row per layer with its "
                     "Keras name, type, output shape, parameters and multiply-accumulates, "
                     "a subtotal per block, and totals (weights and activation memory).",
         epilog=EPILOG)
-    summary.add_argument("file", metavar="FILE", help="spec file (YAML)")
+    summary.add_argument("file", metavar="FILE", help=SPEC_HELP)
+    summary.add_argument("--json", action="store_true",
+                         help="print the plan as JSON instead (format vggspec.plan/1: "
+                              "name, input_shape, layers with name, kind, config, "
+                              "output_shape, params, trainable, non_trainable, macs, block, "
+                              "path, and totals; fields are only ever added)")
     _add_limit(summary)
     summary.set_defaults(run=cmd_summary)
 
+    diff = commands.add_parser(
+        "diff", parents=common, help="compare two specs layer by layer, without TensorFlow",
+        description="Plan two specs and line their layers up by name: + a layer only B "
+                    "has, - one only A has, ~ one whose type, settings, output shape, "
+                    "parameters or MACs differ (what differs on the line below), with the "
+                    "change in parameters and MACs per layer, then both totals and their "
+                    "difference. Fits in 100 columns. Exit 0 whether or not they differ.",
+        epilog=EPILOG)
+    diff.add_argument("a", metavar="A", help=SPEC_HELP)
+    diff.add_argument("b", metavar="B", help=SPEC_HELP)
+    diff.add_argument("--changed-only", action="store_true",
+                      help="leave out the layers that are the same in both")
+    _add_limit(diff)
+    diff.set_defaults(run=cmd_diff)
+
+    listing = commands.add_parser(
+        "list", parents=common, help="list the shipped specs: name, parameters, description",
+        description="List the specs that ship with vggspec, which every command takes by "
+                    "name (vggspec summary vgg16): one line each with its name, parameter "
+                    "count and description (its description field, else the comment that "
+                    "opens the file). Exit 1 if a shipped spec does not plan.",
+        epilog=EPILOG)
+    listing.set_defaults(run=cmd_list)
+
     build = commands.add_parser(
-        "build", help="build the Keras model, print its summary and each tap's shape",
+        "build", parents=common,
+        help="build the Keras model, print its summary and each tap's shape",
         description="Build the Keras 3 model a spec describes (layer names as in "
                     "keras.applications), optionally load weights by layer name, print "
                     "the Keras summary and one line per tap with its output shape for one "
                     "image, and optionally save it as a .keras file.", epilog=EPILOG)
-    build.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    build.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     build.add_argument("--weights", metavar="PATH",
                        help="weights to load by layer name: .weights.h5, .keras, or a "
                             "legacy Keras HDF5 file such as "
@@ -313,21 +515,29 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(run=cmd_build)
 
     features = commands.add_parser(
-        "features", help="feature-map pictures after every block for each image",
+        "features", parents=common,
+        help="feature-map pictures after every block for each image",
         description="Run images through the network and write, for each image, one PNG "
                     "per tap (all channels tiled, each normalised on its own) and an "
                     "overview.png to OUT/<image-stem>/. Folders are expanded to the images "
                     "in them. Bad images are skipped and listed at the end (exit 2).",
         epilog=EPILOG)
-    features.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
-    features.add_argument("images", nargs="+", metavar="IMAGE",
-                          help="image files or folders of images")
+    features.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    images = features.add_argument("images", nargs="+", metavar="IMAGE",
+                                   help="image files or folders of images")
+    # Checked by _gather_images instead, which counts the images --taps passes on.
+    images.required = False
     features.add_argument("--out", default="features", metavar="DIR",
                           help="output folder (default: ./features)")
     features.add_argument("--weights", metavar="PATH", help="weights to load (see build)")
-    features.add_argument("--taps", nargs="+", metavar="TAP",
-                          help="taps to show: block1..blockN or layer names such as "
-                               "block3_conv3 (default: the spec's taps, every block)")
+    features.add_argument("--taps", nargs="+", action=_Taps, metavar="TAPS",
+                          help="taps to show, comma-separated: block1..blockN or layer "
+                               "names, as in --taps block1,block3_conv3 (default: the "
+                               "spec's taps, every block). Before the images, --taps takes "
+                               "one value and what follows it is images: --taps "
+                               "block1,block2 a.jpg. After the images, space-separated taps "
+                               "work too, up to the next option: a.jpg --taps block1 block2 "
+                               "(unless the first has a comma: then it is the one value)")
     features.add_argument("--max-channels", type=_count(65536), metavar="N",
                           help="show only the first N channels of each tap")
     features.add_argument("--resize", choices=("crop", "resize"), default="crop",
@@ -351,35 +561,57 @@ def build_parser() -> argparse.ArgumentParser:
                                "than this many GiB: with an open input size, a huge image "
                                "(default 4; 0 or inf for no limit)")
     _add_limit(features)
-    features.set_defaults(run=cmd_features)
+    features.set_defaults(run=cmd_features,
+                          finish=lambda args: _gather_images(args, features))
 
     diagram = commands.add_parser(
-        "diagram", help="draw the architecture (PNG or SVG), without TensorFlow",
+        "diagram", parents=common,
+        help="draw the architecture (PNG or SVG), without TensorFlow",
         description="Draw the network as boxes whose height follows the spatial size and "
                     "thickness the channels, labelled in the paper's notation (conv3-64, "
                     "maxpool, FC-4096, soft-max), with each block's output shape.",
         epilog=EPILOG)
-    diagram.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    diagram.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     diagram.add_argument("--out", metavar="FILE",
-                         help="output .png or .svg (default: <spec name>.png here)")
+                         help="output .png or .svg (default: <spec file stem>.png in the "
+                              "current folder, such as vgg16.png for archs/vgg16.yaml or "
+                              "vgg16)")
     _add_limit(diagram)
     diagram.set_defaults(run=cmd_diagram)
 
     schema = commands.add_parser(
-        "schema", help="print the spec's JSON Schema (for editors and check-jsonschema)",
+        "schema", parents=common,
+        help="print the spec's JSON Schema (for editors and check-jsonschema)",
         description="Print the JSON Schema (Draft 2020-12) that specs follow.")
     schema.set_defaults(run=cmd_schema)
+
+    new = commands.add_parser(
+        "new", parents=common,
+        help="write a starter spec that extends a shipped one, with a modeline for editors",
+        description="Write a few lines of YAML that extend a shipped spec, with a "
+                    "yaml-language-server modeline whose path leads from the new file to "
+                    "the schema installed with vggspec, so editors complete and check it "
+                    "as you type. Then edit it and run `vggspec summary FILE`.",
+        epilog=EPILOG)
+    new.add_argument("file", metavar="FILE",
+                     help="the spec to write (.yaml or .yml); its folder must exist")
+    new.add_argument("--from", dest="base", default="vgg16", metavar="NAME",
+                     help="the shipped spec to start from (default vgg16; see vggspec list)")
+    new.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    new.set_defaults(run=cmd_new)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
+    if finish := getattr(args, "finish", None):
+        finish(args)
     # TensorFlow's C++ start-up notes are not for our users; real errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.run(args)
-    except (SpecError, InputError) as error:
+    except (SpecError, InputError, UsageError) as error:
         if args.debug:
             raise
         print(error, file=sys.stderr)
@@ -389,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`vggspec list | head`): not an error. Point stdout at
+        # nothing so Python's own flush at exit cannot complain about it either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as error:
         # A file-system failure no check foresaw (a disk that fills up mid-write): one
         # line, exit 2; --debug shows where.
