@@ -189,3 +189,35 @@ def test_the_resolved_form_is_a_spec_that_plans_the_same(path):
     first, second = vggspec.plan(spec), vggspec.plan(again)
     assert [(l.name, l.kind, l.output_shape, l.params, l.config) for l in first.layers] == \
         [(l.name, l.kind, l.output_shape, l.params, l.config) for l in second.layers]
+
+
+@pytest.mark.parametrize("path", ARCHS, ids=lambda p: p.stem)
+def test_shipped_specs_pass_the_raw_schema_as_written(path):
+    from conftest import raw_schema_problems
+
+    assert raw_schema_problems(path.read_text()) == []
+
+
+def readme_yaml_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+
+
+def test_every_spec_the_readme_shows_passes_vggspec_and_the_raw_schema():
+    import yaml
+
+    from conftest import raw_schema_problems
+
+    blocks = readme_yaml_blocks()
+    assert len(blocks) == 4
+    base = {"name": "readme", "input": {"shape": [224, 224, 3]},
+            "blocks": [[64, "max"]], "head": {"type": "none"}}
+    for text in blocks:
+        data = yaml.safe_load(text)
+        if isinstance(data, list):          # a fragment of blocks
+            data = {**base, "blocks": data}
+        elif set(data) == {"head"}:         # a fragment: a head
+            data = {**base, **data}
+        document = yaml.safe_dump(data, sort_keys=False)
+        assert raw_schema_problems(document) == [], text
+        vggspec.plan(vggspec.spec_from_text(document, file="README.md"))
