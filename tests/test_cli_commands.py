@@ -12,13 +12,14 @@ import pytest
 from PIL import Image
 
 import vggspec
-import vggspec.tables
+import vggspec.catalogue
 from conftest import ARCHS, ROOT, run_python
 from test_archs import EXPECTED
 from vggspec import cli
+from vggspec.catalogue import first_comment, format_catalogue
 from vggspec.compare import _middle, diff_plans, format_diff
 from vggspec.errors import InputError, UsageError
-from vggspec.tables import first_comment, format_catalogue
+from vggspec.extends import shipped_specs
 
 VGG16, VGG19, VGG16_BN = (str(ROOT / "archs" / f"{name}.yaml")
                           for name in ("vgg16", "vgg19", "vgg16_bn"))
@@ -235,7 +236,7 @@ def test_list_prefers_the_description_and_marks_an_invalid_spec(capsys, monkeypa
         "c": write("c.yaml", SMALL + "# too late\n"),
         "d": write("d.yaml", SMALL.replace("[[8, max]]", "[[-8, max]]")),
     }
-    monkeypatch.setattr(vggspec.tables, "shipped_specs", lambda: specs)
+    monkeypatch.setattr(vggspec.catalogue, "shipped_specs", lambda: specs)
     code, out, _ = run(capsys, "list")
     assert code == 1
     assert out.splitlines() == [
@@ -296,7 +297,7 @@ def test_a_path_is_never_taken_for_a_name(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert run(capsys, "summary", "vgg16.yaml") == (2, "", "vgg16.yaml: no such file\n")
     assert run(capsys, "summary", "sub/vgg16") == (2, "", "sub/vgg16: no such file\n")
-    assert cli.spec_argument("vgg16") == str(vggspec.tables.shipped_specs()["vgg16"])
+    assert cli.spec_argument("vgg16") == str(shipped_specs()["vgg16"])
 
 
 # --- validate DIR -------------------------------------------------------------------------

@@ -190,3 +190,35 @@ def test_the_bn_specs_are_torchvisions_architectures(name):
     assert {(c["epsilon"], c["momentum"]) for c in norms} == {(1e-5, 0.9)}
     dropouts = [layer.config["rate"] for layer in p.layers if layer.kind == "Dropout"]
     assert dropouts == [0.5, 0.5]
+
+
+def test_a_partial_batch_norm_mapping_takes_the_rest_from_above():
+    text = ("name: b\ninput: {shape: [16, 16, 3]}\n"
+            "defaults: {batch_norm: {epsilon: 1.0e-5}}\n"
+            "blocks:\n"
+            "  - {convs: [4, {filters: 4, batch_norm: {momentum: 0.9}},"
+            " {filters: 4, batch_norm: true}], batch_norm: false}\n"
+            "head: {type: none}\n")
+    assert [c.batch_norm for c in vggspec.spec_from_text(text).blocks[0].convs] == [
+        None, vggspec.BatchNorm(epsilon=1e-5, momentum=0.9),
+        vggspec.BatchNorm(epsilon=1e-5, momentum=0.99)]
+
+
+def test_a_misplaced_pool_is_reported_beside_an_unknown_key():
+    text = ("name: x\ninput: {shape: [32, 32, 3]}\n"
+            "blocks: [[{filters: 8, kernal: 3}, avg, 16]]\nhead: {type: none}\n")
+    with pytest.raises(vggspec.SpecError) as caught:
+        vggspec.spec_from_text(text)
+    assert [issue.path for issue in caught.value.issues] == [
+        "$.blocks[0][0].kernal", "$.blocks[0][1]"]
+    assert caught.value.skipped == "$.blocks has problems"
+
+
+def test_null_removes_only_at_the_top_level():
+    assert vggspec.spec_from_text("extends: vgg16_cifar\ntaps: null\n").taps == tuple(
+        f"block{i}" for i in range(1, 6))
+    with pytest.raises(vggspec.SpecError) as caught:
+        vggspec.spec_from_text("extends: vgg16_bn\nhead: {dropout: null}\n")
+    assert str(caught.value).splitlines()[0] == (
+        "<text>:2:17: $.head.dropout: must be a number, got null; null removes a key only "
+        "at the top level")

@@ -15,7 +15,7 @@ from .plan import Layer, Plan, plan
 from .spec import (BatchNorm, Block, Conv, Head, Lrn, Pool, Spec, json_schema, load_spec,
                    spec_from_text)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "build_model": "builder", "feature_model": "builder",

@@ -199,7 +199,7 @@ def spec_argument(text: str) -> str:
         return text
     if folder is False:
         return text
-    from .tables import shipped_specs
+    from .extends import shipped_specs
 
     shipped = shipped_specs()
     if text in shipped:
@@ -290,7 +290,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .tables import catalogue, format_catalogue
+    from .catalogue import catalogue, format_catalogue
 
     entries = catalogue()
     print(format_catalogue(entries))
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vggspec",
         description="Define, check, build and look inside VGG-family networks from a "
-                    "short YAML spec (see archs/ for examples).",
+                    "short YAML spec (vggspec list shows the shipped ones).",
         epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     parser.add_argument("--debug", action="store_true",

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import clip
-from .plan import Layer, Plan, _count
+from .plan import Layer, Plan
 from .tables import shape_text
+from .units import format_count
 
 WIDTH = 100
 MARKS = {"added": "+", "removed": "-", "changed": "~", "unchanged": " "}
@@ -131,7 +132,7 @@ def _signed(value: int | None, counted: bool = False) -> str:
     if value == 0:
         return "0"
     sign = "+" if value > 0 else "-"
-    return sign + (_count(abs(value)) if counted else f"{abs(value):,}")
+    return sign + (format_count(abs(value)) if counted else f"{abs(value):,}")
 
 
 def _middle(text: str, width: int) -> str:
@@ -165,7 +166,7 @@ def _widths(table: list[tuple[str, ...]], width: int) -> list[int]:
 
 
 def _total(label: str, before: int | None, after: int | None, counted: bool) -> str:
-    shown = _count if counted else "{:,}".format
+    shown = format_count if counted else "{:,}".format
     if before is None or after is None:
         change = "?"
         text = f"{'?' if before is None else shown(before)} -> " \

@@ -118,7 +118,7 @@ def _find_base(reference: str, base_dir: Path) -> tuple[Path | None, str]:
     if re.fullmatch(r"[A-Za-z0-9_-]+", reference):
         # Looked up among the shipped names, never built into a path: a name of 300
         # characters is simply not there (stat would raise 'File name too long').
-        shipped = {p.stem: p for p in shipped_archs().glob("*.yaml") if p.is_file()}
+        shipped = shipped_specs()
         if reference in shipped:
             return shipped[reference], f"{reference} (archs/{reference}.yaml)"
         return None, (f"no shipped spec named {quote(reference)}"
@@ -147,9 +147,17 @@ def shipped_archs() -> Path:
     return installed if installed.is_dir() else here.parent / "archs"
 
 
-def _merge(base, child):
+def shipped_specs() -> dict[str, Path]:
+    """Name -> file of every shipped spec (archs/*.yaml), sorted by name."""
+    return {path.stem: path for path in sorted(shipped_archs().glob("*.yaml"))
+            if path.is_file()}
+
+
+def _merge(base, child, top: bool = True):
     """Child over base: mappings merge key by key, a mapping whose ``type`` differs from
-    its base's replaces it, null removes a key, anything else replaces."""
+    its base's replaces it, anything else replaces. A null at the top level removes the
+    key (``taps: null``); deeper, a null is a value like any other, and the schema says
+    what it should be, so vggspec and a plain schema client agree on every file."""
     if not (isinstance(base.value, dict) and isinstance(child.value, dict)):
         return child
     base_type, child_type = base.value.get("type"), child.value.get("type")
@@ -157,10 +165,10 @@ def _merge(base, child):
         return child
     merged = dict(base.value)
     for key, node in child.value.items():
-        if node.value is None:
+        if node.value is None and top:
             merged.pop(key, None)
         elif key in merged:
-            merged[key] = _merge(merged[key], node)
+            merged[key] = _merge(merged[key], node, top=False)
         else:
             merged[key] = node
     return _yaml.Node(merged, child.file, child.line, child.column,

@@ -138,7 +138,7 @@ def _fit(image, size: tuple[int | None, int | None], resize: str) -> np.ndarray:
     height, width = size
     if height is not None and width is not None:
         if resize not in RESIZE_POLICIES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, "
+            raise UsageError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, "
                              f"got {resize!r}")
         if resize == "crop":
             image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
@@ -180,7 +180,8 @@ def preprocess(images: np.ndarray, mode: str = "caffe") -> np.ndarray:
 def check_preprocessing(mode: str, channels: int) -> None:
     """Refuse a preprocessing mode that does not exist or does not fit the channels."""
     if mode not in PREPROCESSING:
-        raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {mode!r}")
+        raise UsageError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got "
+                         f"{mode!r}")
     if mode in ("caffe", "torch") and channels != 3:
         raise UsageError(f"{mode} preprocessing needs 3 channels, the spec has {channels}; "
                          f"use --preprocess tf or none")

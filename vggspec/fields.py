@@ -42,11 +42,11 @@ def check_fields(root, issues: list[Issue], display: str
     hint, harmless = Hints(), set()
     for error in validator().iter_errors(data):
         for path, message, at_key in translate(error, hint, reported=bad_paths):
-            if not any(_under(path, bad) for bad in bad_paths):
+            if not _within(path, bad_paths):
                 issues.append(issue_at(nodes, display, path, message, at_key))
                 if message.startswith("unknown key"):  # what is built never reads it
                     harmless.add(issues[-1])
-    issues += _rules(data, display, nodes, issues)
+    issues += _rules(data, display, nodes, [i for i in issues if i not in harmless])
     parts = {_part(issue.path) for issue in issues if issue not in harmless}
     broken = [part for part in NEEDED if part in parts
               or (part != "defaults" and part not in data)]
@@ -66,6 +66,22 @@ def check_fields(root, issues: list[Issue], display: str
 
 def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
+
+
+_STEP = re.compile(r'(\.\w+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$')
+
+
+def _within(path: str, parents: set[str]) -> bool:
+    """Whether ``path`` or one of its ancestors is in ``parents``: a few set lookups, so
+    thousands of problems cost no more than thousands of lines."""
+    while path:
+        if path in parents:
+            return True
+        shorter = _STEP.sub("", path)
+        if shorter == path:
+            return False
+        path = shorter
+    return False
 
 
 def _part(path: str) -> str:
@@ -106,9 +122,9 @@ def _settings(level: dict, inherited: dict) -> dict:
     """Conv settings at one level (defaults, block or conv) over those above it."""
     out = {**inherited, **{k: level[k] for k in CONV_SETTINGS[:3] if k in level}}
     if "batch_norm" in level:
-        above = inherited["batch_norm"]
-        if level["batch_norm"] is True and above is None:
-            above = inherited.get("_batch_norm_settings")
+        # true, and the keys a mapping leaves out, come from the nearest setting above:
+        # on there, or a mapping further up that a false in between turned off.
+        above = inherited["batch_norm"] or inherited.get("_batch_norm_settings")
         out["batch_norm"] = _batch_norm(level["batch_norm"], above)
         if isinstance(level["batch_norm"], dict):
             out["_batch_norm_settings"] = out["batch_norm"]
@@ -138,8 +154,8 @@ def _build(data: dict, display: str, nodes: Mapping[str, Any], taps_ok: bool) ->
                 pool, pool_path = raw["pool"], f"{path}.pool"
         convs = []
         for position, item in enumerate(items):
-            if isinstance(item, str):
-                continue
+            if isinstance(item, str):  # a pooling name that is not last: reported
+                raise ValueError(f"{path}: a pooling name before a conv")
             own = item if isinstance(item, dict) else {"filters": item}
             settings = _settings(own, block_settings)
             convs.append(Conv(filters=own["filters"], kernel=settings["kernel"],

@@ -18,9 +18,8 @@ from .names import GLOBAL_POOL_NAMES, INPUT_NAME, block_tap, layer_name, resolve
     tap_targets
 from .schema_words import Hints
 from .spec import Spec, check_spec
+from .units import GIB, MIB, format_bytes, sum_or_none  # noqa: F401  (re-exported)
 
-GIB = 1 << 30
-MIB = 1 << 20
 DEFAULT_MAX_WEIGHT_BYTES = 4 * GIB
 # Activations grow with the input, and an open input size takes an image of any size:
 # `features` refuses an image whose float32 activations (up to the last tap) need more.
@@ -79,7 +78,7 @@ class Plan:
 
     @property
     def macs(self) -> int | None:
-        return _sum_or_none(layer.macs for layer in self.layers)
+        return sum_or_none(layer.macs for layer in self.layers)
 
     @property
     def weight_bytes(self) -> int:
@@ -101,7 +100,7 @@ class Plan:
         for index in range(1, len(self.spec.blocks) + 1):
             rows = [layer for layer in self.layers if layer.block == index]
             totals.append((block_tap(index), sum(r.params for r in rows),
-                           _sum_or_none(r.macs for r in rows)))
+                           sum_or_none(r.macs for r in rows)))
         return totals
 
     def tap_layers(self, taps: Iterable[str] | None = None) -> dict[str, str]:
@@ -153,17 +152,25 @@ class Plan:
         >>> plan("archs/vgg16.yaml").as_dict()["totals"]["params"]
         138357544
         """
-        from .tables import plan_dict; return plan_dict(self)  # noqa: E702
+        from .tables import plan_dict
+
+        return plan_dict(self)
 
     def to_json(self) -> str:
         """``as_dict()`` as JSON text, one line per layer."""
-        from .tables import plan_json; return plan_json(self)  # noqa: E702
+        from .tables import plan_json
+
+        return plan_json(self)
 
     def __repr__(self) -> str:
-        from .tables import plan_repr; return plan_repr(self)  # noqa: E702
+        from .tables import plan_repr
+
+        return plan_repr(self)
 
     def _repr_html_(self) -> str:
-        from .tables import plan_html; return plan_html(self)  # noqa: E702
+        from .tables import plan_html
+
+        return plan_html(self)
 
 
 def plan(spec_or_path: Any, max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES) -> Plan:
@@ -308,26 +315,6 @@ def _shrink_issue(spec, path: str, name: str, height, width, what: str) -> Issue
     return spec.issue(path, (f"the input shrinks to {here} before {name}, smaller than its "
                              f"{what}; the smallest input that works is "
                              f"{smallest}x{smallest}, got {given}"))
-
-
-def _sum_or_none(values) -> int | None:
-    values = list(values)
-    return None if any(v is None for v in values) else sum(values)
-
-
-def format_bytes(count: int) -> str:
-    """1.25 GiB, 58.2 MiB: a byte count as people read it."""
-    return f"{count / GIB:.2f} GiB" if count >= GIB else f"{count / MIB:.1f} MiB"
-
-
-def _count(value: int | None, unit: str = "") -> str:
-    """1,936,000,000 -> 1.936G: three decimals, so the paper's figures can be read off."""
-    if value is None:
-        return "?"
-    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if value >= scale:
-            return f"{value / scale:.3f}{suffix}{unit}"
-    return f"{value}{unit}"
 
 
 def format_table(p: Plan) -> str:

@@ -90,7 +90,8 @@ def translate(error, hint=did_you_mean, reported=()) -> Iterator[tuple[str, str,
     elif rule == "type":
         kinds = [limit] if isinstance(limit, str) else limit
         words = " or ".join(_TYPE_WORDS[k] for k in kinds)
-        yield path, f"must be {words}, got {_describe(value)}", False
+        tip = "; null removes a key only at the top level" if value is None else ""
+        yield path, f"must be {words}, got {_describe(value)}{tip}", False
     elif rule == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         for key in value:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ._files import atomic_path, check_output_file
 from .errors import InputError, UsageError, quote
-from .spec import SPEC_SUFFIXES, shipped_archs, spec_from_text
+from .extends import shipped_specs
+from .spec import SPEC_SUFFIXES, spec_from_text
 
 SCHEMA_FILE = "vggspec.schema.json"
 # yamllint's default line-length rule: at most 80 columns, unless the line is one word.
@@ -61,7 +62,7 @@ def new_spec(path: str | os.PathLike, base: str = "vgg16", force: bool = False) 
     if os.fspath(path) in ("", b""):  # Path("") would be the current folder
         raise InputError("'': no spec file given (the path is empty)")
     path = Path(path)
-    shipped = sorted(p.stem for p in shipped_archs().glob("*.yaml") if p.is_file())
+    shipped = list(shipped_specs())
     if base not in shipped:
         raise UsageError(f"no shipped spec named {quote(base)}; choose one of: "
                          f"{', '.join(shipped)}")
