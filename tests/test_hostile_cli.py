@@ -182,3 +182,51 @@ def test_input_error_messages_are_capped():
     error = vggspec.InputError("x.h5: " + "\x1b" * 5000)
     assert len(str(error)) == 600 and str(error).endswith("...")
     assert str(error).startswith("x.h5: \\x1b\\x1b")
+
+
+# --- found by a second attacker's pass -------------------------------------------------
+
+def test_damaged_multi_frame_images_are_one_line_refusals(tmp_path):
+    from PIL import Image
+
+    red, blue = Image.new("RGB", (32, 32), "red"), Image.new("RGB", (32, 32), "blue")
+    red.save(tmp_path / "anim.gif", save_all=True, append_images=[blue, red])
+    red.save(tmp_path / "pages.tif", save_all=True, append_images=[blue, red])
+    for name, keep in (("anim.gif", 207), ("pages.tif", 2 / 3)):
+        data = (tmp_path / name).read_bytes()
+        cut = tmp_path / f"cut-{name}"
+        cut.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+        with pytest.raises(vggspec.InputError) as caught:
+            vggspec.load_image(cut, 3, (32, 32))
+        message = str(caught.value)
+        assert message.startswith(f"{cut}: ") and "\n" not in message
+
+
+def test_a_link_into_proc_inside_an_image_folder_is_skipped(tmp_path):
+    from PIL import Image
+
+    from vggspec.features import list_images
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "env.png").symlink_to("/proc/self/environ")
+    assert list_images([tmp_path]) == [tmp_path / "a.png"]
+    assert list_images(list_images([tmp_path])) == [tmp_path / "a.png"]
+
+
+@pytest.mark.parametrize("value", ["1e300", "1e308"])
+def test_huge_limits_mean_no_limit(value, capsys):
+    assert cli.main(["validate", str(ROOT / "archs/vgg16.yaml"), "--max-weight-gib", value]) \
+        == 0
+    assert capsys.readouterr().out.endswith("vgg16.yaml: ok\n")
+
+
+def test_a_link_loop_in_a_folder_of_specs_is_reported_alone(tmp_path, capsys):
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    (tmp_path / "c.yaml").write_text(VALID)
+    assert cli.main(["validate", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"{tmp_path}/c.yaml: ok\n"
+    assert captured.err == (f"{tmp_path}/a.yaml: cannot read: Too many levels of symbolic "
+                            f"links\n{tmp_path}/b.yaml: cannot read: Too many levels of "
+                            f"symbolic links\n")

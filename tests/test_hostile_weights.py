@@ -740,3 +740,60 @@ def test_damaged_weights_files_load_or_fail_as_one_line(tmp_path):
             _, message, path = outcome
             assert message.startswith(f"{path}: ") and "\n" not in message
             assert message.isprintable() and len(message) <= 600
+
+
+# --- found by a second attacker's pass -------------------------------------------------
+
+def test_a_checksummed_chunk_shorter_than_its_checksum_is_refused_not_crashed(tmp_path):
+    # HDF5's fletcher32 filter reads past such a chunk and kills the process (exit 139),
+    # so this runs in a child: a regression shows as a crash there, not here.
+    script = f"""
+import h5py, numpy as np, vggspec
+with h5py.File("short.weights.h5", "w") as handle:
+    group = handle.create_group("layers/conv2d/vars")
+    data = group.create_dataset("0", shape=(3, 3, 3, 8), dtype="f4", chunks=(3, 3, 3, 8),
+                                fletcher32=True)
+    data.id.write_direct_chunk((0, 0, 0, 0), b"\\1")
+    group.create_dataset("1", data=np.zeros(8, "f4"))
+model = vggspec.build_model(vggspec.spec_from_text({TINY!r}))
+try:
+    vggspec.load_weights(model, "short.weights.h5")
+except vggspec.InputError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout == ("short.weights.h5: '/layers/conv2d/vars/0' has a checksummed "
+                             "chunk of 1 byte, shorter than its checksum; refused\n")
+
+
+def test_values_beyond_float32_are_refused(tiny, tmp_path):
+    layers = arrays(tiny)
+    layers["block1_conv1"][0] = np.full(layers["block1_conv1"][0].shape, 1e300)
+    assert refused(tiny, keras3_file(tmp_path / "big.weights.h5", layers)).endswith(
+        "'block1_conv1' holds values that are not finite float32 numbers (inf, nan or beyond "
+        "3.4e38); nothing loaded")
+    layers["block1_conv1"][0] = np.full(layers["block1_conv1"][0].shape, np.nan, "f4")
+    assert "not finite float32 numbers" in refused(tiny, keras3_file(tmp_path / "nan.weights.h5",
+                                                                     layers))
+
+
+def test_chunks_are_counted_over_the_whole_file(tmp_path):
+    # Each dataset stays under the per-dataset count; together they pass it.
+    spec = ("name: three\ninput: {shape: [8, 8, 3]}\nblocks: [[64, 64, 72, max]]\n"
+            "head: {type: none}\n")
+    model = vggspec.build_model(vggspec.spec_from_text(spec))
+    values = arrays(model)
+    path = tmp_path / "many.weights.h5"
+    with h5py.File(path, "w") as handle:
+        for key, name in (("conv2d", "block1_conv1"), ("conv2d_1", "block1_conv2"),
+                          ("conv2d_2", "block1_conv3")):
+            group = handle.create_group(f"layers/{key}/vars")
+            kernel = values[name][0]
+            # One chunk a number: 1,728, 36,864 and 41,472 chunks.
+            group.create_dataset("0", data=kernel, chunks=(1, 1, 1, 1))
+            group.create_dataset("1", data=values[name][1])
+    assert refused(model, path).endswith(f"the weights are stored in more than "
+                                         f"{weights.MAX_CHUNKS:,} chunks in all, more than "
+                                         f"are read; refused")

@@ -169,7 +169,9 @@ def _check_weights(path: str | None) -> None:
 
 def _bytes(gib: float) -> int | None:
     """A --max-...-gib value in bytes; None (no limit) for 0 and inf."""
-    return None if gib == 0 or math.isinf(gib) else int(gib * GIB)
+    limit = gib * GIB
+    # 1e300 GiB is no limit in practice, and int() of its overflow would raise.
+    return None if gib == 0 or not math.isfinite(limit) or limit >= 2 ** 62 else int(limit)
 
 
 def _limit_bytes(args) -> int | None:
@@ -210,6 +212,14 @@ def spec_argument(text: str) -> str:
                      f"{quote(text)}; see vggspec list)")
 
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    """A folder; a link loop or a dangling link is not (validate says what it is)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _validate_targets(argument: str) -> list[tuple[str, str]]:
     """(name to show, path) of each spec an argument of validate names: a folder's
     *.yaml and *.yml files, sorted (not its subfolders'), or the one spec it names."""
@@ -220,7 +230,7 @@ def _validate_targets(argument: str) -> list[tuple[str, str]]:
             with os.scandir(argument) as entries:
                 names = sorted(entry.name for entry in entries
                                if entry.name.lower().endswith(SPEC_SUFFIXES)
-                               and not entry.is_dir())
+                               and not _is_folder(entry))
         except OSError as error:
             raise InputError(f"{clip(argument, MAX_PATH)}: cannot read the folder: "
                              f"{error.strerror or error}") from None

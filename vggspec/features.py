@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ._files import check_regular, open_regular
-from .errors import InputError, UsageError, printable
+from .errors import InputError, UsageError, clip, printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".jfif")
@@ -49,7 +49,7 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             try:
                 inside = sorted(p for p in path.iterdir()
-                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                                if p.suffix.lower() in IMAGE_SUFFIXES and _readable(p))
             except OSError as error:
                 raise InputError(f"{path}: cannot read the folder: "
                                  f"{error.strerror or error}") from None
@@ -59,6 +59,15 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             found.append(check_regular(path, "image"))
     return found
+
+
+def _readable(path: Path) -> bool:
+    """A regular file that check_regular would take (not a link into /proc, a FIFO...)."""
+    try:
+        check_regular(path, "image")
+    except InputError:
+        return False
+    return True
 
 
 def load_image(path: str | os.PathLike, channels: int = 3,
@@ -86,6 +95,9 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     path = Path(path)
     try:
         with open_regular(path, "image") as handle, warnings.catch_warnings():
+            # Pillow's notes on a hostile file ("Corrupt EXIF data", with its own source
+            # lines) are not ours to print; the bomb warning is a refusal.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(handle) as image:
                 if getattr(image, "n_frames", 1) > 1:
@@ -105,9 +117,12 @@ def load_image(path: str | os.PathLike, channels: int = 3,
     except Image.UnidentifiedImageError:
         kind = "an empty file" if path.stat().st_size == 0 else "not an image Pillow can read"
         raise InputError(f"{path}: {kind}") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001  Pillow's decoders raise many kinds on a
+        # damaged file (IndexError from a truncated GIF, TypeError or KeyError from a
+        # TIFF): each is this image's problem, reported in one line.
         raise InputError(f"{path}: cannot read the image (truncated or corrupt?): "
-                         f"{error}".splitlines()[0]) from None
+                         f"{clip(str(error) or type(error).__name__, 200)}".splitlines()[0]
+                         ) from None
     return _fit(image, size, resize)
 
 
@@ -117,7 +132,7 @@ def _to_channels(image, channels: int):
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # High bit depths: scale by the values actually present, never clip to 8 bits.
-        grey = np.asarray(image, dtype=np.float64)
+        grey = np.asarray(image, dtype=np.float32)
         low, high = float(grey.min()), float(grey.max())
         grey = (grey - low) / (high - low) * 255.0 if high > low else np.zeros_like(grey)
         image = Image.fromarray(grey.round().astype(np.uint8))

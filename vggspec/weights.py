@@ -214,10 +214,27 @@ def _read_checked(handle, model, path: Path, heap: _StringHeap) -> dict[str, lis
     if problems:
         raise InputError(_mismatch(f"{path}: weights do not fit model '{model.name}', "
                                    f"nothing loaded: ", problems))
+    budget = [MAX_CHUNKS]  # chunks read in the whole file, not only in each dataset
     for datasets in chosen.values():
         for dataset in datasets:
-            _check_dataset(dataset, path)
-    return {name: [dataset[()] for dataset in datasets] for name, datasets in chosen.items()}
+            _check_dataset(dataset, path, budget)
+    arrays = {name: [dataset[()] for dataset in datasets] for name, datasets in chosen.items()}
+    for name, values in arrays.items():
+        for array in values:
+            if not _fits_float32(array):
+                raise InputError(f"{path}: {quote(name)} holds values that are not finite "
+                                 f"float32 numbers (inf, nan or beyond 3.4e38); nothing loaded")
+    return arrays
+
+
+def _fits_float32(array) -> bool:
+    import numpy as np
+
+    if array.dtype.kind != "f" or array.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(array).all()
+                    and np.abs(array).max() <= np.finfo(np.float32).max)
 
 
 def _mismatch(head: str, problems: list[str]) -> str:
@@ -448,7 +465,7 @@ def _keras3_datasets(stored, model, path: Path) -> dict[str, list]:
     return found
 
 
-def _check_dataset(dataset, path: Path) -> None:
+def _check_dataset(dataset, path: Path, budget: list[int]) -> None:
     """Refuse, from its header, a dataset whose data is not numbers, lives outside the
     file, or would take more memory or time to read than its size warrants."""
     import h5py
@@ -484,6 +501,10 @@ def _check_dataset(dataset, path: Path) -> None:
                              f"more than the {MAX_FILTERED_CHUNK_BYTES:,} read; refused")
     each = _stored_limit(chunk_bytes) if filters else chunk_bytes
     count = dataset.id.get_num_chunks()
+    budget[0] -= count
+    if budget[0] < 0:
+        raise InputError(f"{path}: the weights are stored in more than {MAX_CHUNKS:,} "
+                         f"chunks in all, more than are read; refused")
     if count > cells or stored > cells * each:
         raise InputError(f"{path}: {name} stores {stored:,} bytes in {count:,} "
                          f"chunk{'s' * (count != 1)} for {dataset.nbytes:,} bytes of data; "
@@ -524,6 +545,12 @@ def _check_chunks(dataset, filters: list[int], chunk_bytes: int, name: str,
         if chunk.size > _stored_limit(chunk_bytes):
             raise InputError(f"{path}: {name} stores a chunk in {chunk.size:,} bytes, "
                              f"more than its {chunk_bytes:,} bytes of data; refused")
+        if checksum_bit and not chunk.filter_mask & checksum_bit and chunk.size < 4:
+            # HDF5's fletcher32 filter reads past a chunk shorter than its checksum and
+            # crashes the process: refused before HDF5 sees it.
+            raise InputError(f"{path}: {name} has a checksummed chunk of {chunk.size} "
+                             f"byte{'s' * (chunk.size != 1)}, shorter than its checksum; "
+                             f"refused")
         if not deflate_bit or chunk.filter_mask & deflate_bit:
             continue
         _, data = dataset.id.read_direct_chunk(chunk.chunk_offset)
