@@ -191,3 +191,40 @@ def test_cli_build_invalid_spec_and_memory_limit_exit_1():
         "tests/invalid/negative_filters.yaml:7:6: $.blocks[2][0]: must be at least 1, got -64",
         "tests/invalid/negative_filters.yaml: note: the checks that need the layers (input "
         "size, taps) did not run: $.blocks has problems"])
+
+
+def test_a_partial_load_takes_what_fits_and_says_what_it_left(tmp_path):
+    base = ("name: p\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max], [16, max]]\n"
+            "head: {type: dense, units: [12], classes: 5}\n")
+    source = build_model(vggspec.spec_from_text(base))
+    source.save_weights(tmp_path / "five.weights.h5")
+    target = build_model(vggspec.spec_from_text(base.replace("classes: 5", "classes: 3")))
+    fresh = target.get_layer("predictions").get_weights()
+    with pytest.raises(vggspec.InputError, match="nothing loaded: predictions has"):
+        load_weights(target, tmp_path / "five.weights.h5")      # never partial unless asked
+    report = load_weights(target, tmp_path / "five.weights.h5", partial=True)
+    assert report.loaded == ("block1_conv1", "block2_conv1", "fc1")
+    assert report.skipped == ("predictions has (12,5) (5,) in the file, the model needs "
+                              "(12,3) (3,)",)
+    for name in report.loaded:
+        for ours, theirs in zip(target.get_layer(name).get_weights(),
+                                source.get_layer(name).get_weights()):
+            assert np.array_equal(ours, theirs)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(target.get_layer("predictions").get_weights(), fresh))
+    other = build_model(vggspec.spec_from_text(
+        base.replace("[[8, max], [16, max]]", "[[4, max]]").replace("[12]", "[7]")))
+    with pytest.raises(vggspec.InputError, match="not one layer fits, nothing loaded"):
+        load_weights(other, tmp_path / "five.weights.h5", partial=True)
+
+
+def test_cli_build_partial_says_what_it_loaded(tmp_path):
+    base = ("name: p\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max]]\n"
+            "head: {type: dense, units: [12], classes: 5}\n")
+    build_model(vggspec.spec_from_text(base)).save_weights(tmp_path / "w.weights.h5")
+    (tmp_path / "new.yaml").write_text(base.replace("classes: 5", "classes: 2"))
+    result = run_cli("build", str(tmp_path / "new.yaml"), "--weights",
+                     str(tmp_path / "w.weights.h5"), "--partial")
+    assert result.returncode == 0, result.stderr
+    assert (f"loaded 2 layers from {tmp_path}/w.weights.h5; left initialised: predictions "
+            f"has (12,5) (5,) in the file, the model needs (12,2) (2,)") in result.stderr

@@ -25,12 +25,15 @@ def as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
 
 
 def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
-                max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES):
+                max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES,
+                partial: bool = False):
     """Build the Keras model a spec describes (a Spec, a Plan or a path to a spec).
 
     Layer names, order, types and settings follow the planner and match
     keras.applications (VGG16 and VGG19 are identical to theirs). With ``weights``,
-    loads a .weights.h5, .keras or legacy Keras HDF5 file by layer name, all or nothing.
+    loads a .weights.h5, .keras or legacy Keras HDF5 file by layer name, all or nothing
+    (``partial=True``: every layer that fits, the rest left initialised; the model's
+    ``load_report`` says which).
     Raises SpecError for an invalid spec or one over ``max_weight_bytes`` (checked
     before anything is allocated), InputError for a weights file that cannot be used.
 
@@ -49,7 +52,7 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     if weights is not None:
         from .weights import load_weights
 
-        load_weights(model, weights)
+        model.load_report = load_weights(model, weights, partial=partial)
     return model
 
 

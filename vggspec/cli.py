@@ -326,7 +326,13 @@ def cmd_build(args) -> int:
     from .builder import build_model, feature_model
     from .weights import save_model
 
-    model = build_model(layout, weights=args.weights, max_weight_bytes=None)
+    model = build_model(layout, weights=args.weights, max_weight_bytes=None,
+                        partial=args.partial)
+    if args.weights and args.partial:
+        report = model.load_report
+        print(f"loaded {len(report.loaded)} layers from {printable(args.weights)}"
+              + (f"; left initialised: {printable('; '.join(report.skipped))}"
+                 if report.skipped else ""), file=sys.stderr)
     model.summary()
     for line in _tap_shapes(feature_model(model, layout.spec.taps)):
         print(line)
@@ -519,6 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weights to load by layer name: .weights.h5, .keras, or a "
                             "legacy Keras HDF5 file such as "
                             "vgg16_weights_tf_dim_ordering_tf_kernels.h5; all or nothing")
+    build.add_argument("--partial", action="store_true",
+                       help="with --weights, for transfer learning: load every layer whose "
+                            "name and shapes fit, leave the others (a new head) initialised, "
+                            "and say which")
     build.add_argument("--save", metavar="PATH",
                        help="write the model to this .keras file (atomically)")
     _add_limit(build)

@@ -45,6 +45,7 @@ import mmap
 import os
 import re
 import zipfile
+from dataclasses import dataclass
 import zlib
 from pathlib import Path
 
@@ -88,12 +89,25 @@ READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, ArithmeticE
                zipfile.BadZipFile)
 
 
-def load_weights(model, path: str | os.PathLike) -> None:
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did: the layers loaded, and (for a partial load) the layers left as
+    they were, each with the reason, such as a head of another size."""
+
+    loaded: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+
+def load_weights(model, path: str | os.PathLike, partial: bool = False) -> LoadReport:
     """Load weights into ``model`` by layer name. Every layer with weights must be in the
     file with the same shapes; otherwise nothing is loaded and InputError lists the
     mismatched layers with both shapes (the first few, then how many more). Layers in
     the file that the model lacks are ignored (a file with a top loads into a model
     without one).
+
+    ``partial=True`` is for transfer learning: every layer whose name and shapes fit is
+    loaded, the others keep their initial weights and are listed in the report's
+    ``skipped``. Never partial unless asked; a file of which no layer fits is refused.
 
     Hostile files are refused before any weights are read: shapes are compared from the
     HDF5 headers, a .keras archive's member size from its zip directory, and links or
@@ -102,27 +116,31 @@ def load_weights(model, path: str | os.PathLike) -> None:
     >>> model = build_model(vggspec.spec_from_text(
     ...     "name: t\\ninput: {shape: [32, 32, 3]}\\nblocks: [[8, max]]\\nhead: {type: none}"))
     >>> model.save_weights("t.weights.h5")
-    >>> load_weights(model, "t.weights.h5")
+    >>> load_weights(model, "t.weights.h5").loaded
+    ('block1_conv1',)
     >>> load_weights(model, "archs/vgg16.yaml")
     Traceback (most recent call last):
     ...
     vggspec.errors.InputError: archs/vgg16.yaml: not an HDF5 or .keras file
     """
-    arrays = read_weights(Path(path), model)
+    skipped: list[str] = []
+    arrays = read_weights(Path(path), model, skipped if partial else None)
     for layer in model.layers:
-        if layer.weights:
+        if layer.name in arrays:
             layer.set_weights(arrays[layer.name])
+    return LoadReport(tuple(arrays), tuple(skipped))
 
 
 def _shapes(shapes: list[tuple]) -> str:
     return " ".join(str(s).replace(" ", "") for s in shapes)
 
 
-def read_weights(path: Path, model) -> dict[str, list]:
+def read_weights(path: Path, model, skipped: list[str] | None = None) -> dict[str, list]:
     """Read the arrays of every layer of ``model`` that has weights from a weights file,
     as {layer name: [arrays]}. Raises InputError, before reading any array, when a layer
     is missing or its shapes differ, and for any file that is corrupt or breaks the
-    module's rules.
+    module's rules. Given a ``skipped`` list, reads only the layers that fit and appends
+    a reason for each other one (a partial load).
 
     >>> model = build_model(vggspec.spec_from_text(
     ...     "name: t\\ninput: {shape: [32, 32, 3]}\\nblocks: [[8, max]]\\nhead: {type: none}"))
@@ -139,11 +157,11 @@ def read_weights(path: Path, model) -> dict[str, list]:
             with zipfile.ZipFile(path) as archive:
                 data = _read_member(archive, path, model)
             with h5py.File(io.BytesIO(data), "r") as handle:
-                return _read_checked(handle, model, path, _StringHeap(path, data))
+                return _read_checked(handle, model, path, _StringHeap(path, data), skipped)
         if head != HDF5_MAGIC:
             raise InputError(f"{path}: not an HDF5 or .keras file")
         with h5py.File(check_regular(path, "weights file"), "r") as handle:
-            return _read_checked(handle, model, path, _StringHeap(path))
+            return _read_checked(handle, model, path, _StringHeap(path), skipped)
     except InputError:
         raise
     except READ_ERRORS as error:
@@ -183,7 +201,8 @@ def _read_member(archive: zipfile.ZipFile, path: Path, model) -> bytes:
     return data
 
 
-def _read_checked(handle, model, path: Path, heap: _StringHeap) -> dict[str, list]:
+def _read_checked(handle, model, path: Path, heap: _StringHeap,
+                  skipped: list[str] | None = None) -> dict[str, list]:
     """Find each layer's datasets, compare their shapes (from the headers) with the
     model's, check how they are stored, then read them: all or nothing."""
     import h5py
@@ -211,9 +230,13 @@ def _read_checked(handle, model, path: Path, heap: _StringHeap) -> dict[str, lis
                             f"model needs {_shapes(wanted)}")
             continue
         chosen[layer.name] = datasets
-    if problems:
-        raise InputError(_mismatch(f"{path}: weights do not fit model '{model.name}', "
-                                   f"nothing loaded: ", problems))
+    if problems and (skipped is None or not chosen):
+        head = f"{path}: weights do not fit model '{model.name}'" + (
+            ", not one layer fits, nothing loaded: " if skipped is not None
+            else ", nothing loaded: ")
+        raise InputError(_mismatch(head, problems))
+    if skipped is not None:
+        skipped += problems
     budget = [MAX_CHUNKS]  # chunks read in the whole file, not only in each dataset
     for datasets in chosen.values():
         for dataset in datasets:
