@@ -97,7 +97,7 @@ def load_image(path: str | os.PathLike, channels: int = 3,
         with open_regular(path, "image") as handle, warnings.catch_warnings():
             # Pillow's notes on a hostile file ("Corrupt EXIF data", with its own source
             # lines) are not ours to print; the bomb warning is a refusal.
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(handle) as image:
                 if getattr(image, "n_frames", 1) > 1:
