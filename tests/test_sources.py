@@ -333,3 +333,58 @@ def test_a_good_cached_torchvision_file_is_hashed_once_and_needs_no_network(home
                         lambda path, prefix: calls.append(path) or original(path, prefix))
     assert fetch(source) == home / "models" / source.file_name
     assert calls == [home / "models" / source.file_name]
+
+
+# --- end to end: "imagenet" through the builder and the CLI ------------------------------
+
+SMALL_VGG16 = "extends: vgg16\ninput: {shape: [32, 32, 3]}\nhead: {type: none}\n"
+
+
+def test_imagenet_by_name_loads_the_published_layout_end_to_end(tmp_path, home, monkeypatch,
+                                                                 capsys):
+    """A stand-in for Keras' notop file (same name and layout, our own numbers, its md5
+    registered) served from a folder mirror: build_model(weights="imagenet") and
+    `vggspec features --weights imagenet` fetch it, load it and choose caffe."""
+    import h5py
+    import numpy as np
+
+    import vggspec
+    from vggspec import cli
+
+    spec = vggspec.spec_from_text(SMALL_VGG16, file="small.yaml")
+    source = vggspec.build_model(spec)
+    rng = np.random.default_rng(0)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(mirror / name, "w") as handle:      # the legacy layout Keras publishes
+        layers = [layer for layer in source.layers if layer.weights]
+        handle.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        for layer in layers:
+            group = handle.create_group(layer.name)
+            names = [f"{layer.name}_W_1:0".encode(), f"{layer.name}_b_1:0".encode()]
+            for weight_name, weight in zip(names, layer.weights):
+                group.create_dataset(weight_name.decode(),
+                                     data=rng.standard_normal(weight.shape).astype("f4"))
+            group.attrs["weight_names"] = names
+    digest = hashlib.md5((mirror / name).read_bytes()).hexdigest()
+    stand_in = [s if s.file_name != name else dataclasses.replace(s, hash=digest)
+                for s in sources.SOURCES]
+    monkeypatch.setattr(sources, "SOURCES", tuple(stand_in))
+    monkeypatch.setenv(sources.MIRROR_VARIABLE, str(mirror))
+
+    model = vggspec.build_model(spec, weights="imagenet")
+    with h5py.File(mirror / name, "r") as handle:
+        assert np.array_equal(model.get_layer("block5_conv3").get_weights()[0],
+                              handle["block5_conv3"]["block5_conv3_W_1:0"][()])
+    assert (home / "models" / name).is_file()
+
+    (tmp_path / "small.yaml").write_text(SMALL_VGG16)
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), "white").save(tmp_path / "white.png")
+    assert cli.main(["features", str(tmp_path / "small.yaml"), str(tmp_path / "white.png"),
+                     "--weights", "imagenet", "--out", str(tmp_path / "out"), "--taps",
+                     "block1", "--no-png", "--npz"]) == 0
+    assert "preprocessing: caffe, as keras's weights expect (--preprocess overrides)" in \
+        capsys.readouterr().err

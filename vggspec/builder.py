@@ -31,7 +31,9 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
 
     Layer names, order, types and settings follow the planner and match
     keras.applications (VGG16 and VGG19 are identical to theirs). With ``weights``,
-    loads a .weights.h5, .keras or legacy Keras HDF5 file by layer name, all or nothing
+    loads "imagenet" or "torchvision" (the published weights for a shipped spec, by its
+    name, downloaded once) or a .weights.h5, .keras or legacy Keras HDF5 file by layer
+    name, all or nothing
     (``partial=True``: every layer that fits, the rest left initialised; the model's
     ``load_report`` says which).
     Raises SpecError for an invalid spec or one over ``max_weight_bytes`` (checked
@@ -52,8 +54,19 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     if weights is not None:
         from .weights import load_weights
 
-        model.load_report = load_weights(model, weights, partial=partial)
+        model.load_report = load_weights(model, weights_file(weights, layout.spec),
+                                         partial=partial)
     return model
+
+
+def weights_file(weights: str | os.PathLike, spec) -> str | os.PathLike:
+    """The file ``weights`` names: "imagenet" or "torchvision" are the published weights
+    for the spec (by its name), fetched into Keras' cache (see vggspec.sources);
+    anything else is a path."""
+    from .sources import fetch, resolve
+
+    source = resolve(weights, spec.name, spec.head.type)
+    return weights if source is None else fetch(source)
 
 
 def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None = None, *,

@@ -159,12 +159,34 @@ def _check_taps(layout, taps: list[str] | None) -> None:
                          f"--taps)") from None
 
 
-def _check_weights(path: str | None) -> None:
-    """A weights path that is not there fails now, not after the model is built."""
-    if path:
-        from ._files import read_start
+def _check_weights(path: str | None, spec=None) -> None:
+    """A weights path that is not there fails now, not after the model is built; a
+    published name ("imagenet") must have weights for the spec."""
+    if not path:
+        return
+    if spec is not None:
+        from .sources import resolve
 
-        read_start(path, 0, "weights file")
+        if resolve(path, spec.name, spec.head.type) is not None:
+            return
+    from ._files import read_start
+
+    read_start(path, 0, "weights file")
+
+
+def _weights_preprocessing(weights: str | None, spec) -> str | None:
+    """The preprocessing published weights expect (caffe for Keras', torch for
+    torchvision's), said on stderr; None for none or a file."""
+    if not weights:
+        return None
+    from .sources import resolve
+
+    source = resolve(weights, spec.name, spec.head.type)
+    if source is None:
+        return None
+    print(f"preprocessing: {source.preprocessing}, as {source.publisher}'s weights expect "
+          f"(--preprocess overrides)", file=sys.stderr)
+    return source.preprocessing
 
 
 def _bytes(gib: float) -> int | None:
@@ -318,8 +340,8 @@ def cmd_build(args) -> int:
 
     if args.save:
         check_output_file(args.save, (".keras",))
-    _check_weights(args.weights)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    _check_weights(args.weights, layout.spec)
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
@@ -362,11 +384,12 @@ def cmd_features(args) -> int:
     # Everything that can be wrong with the inputs fails before any folder is made.
     _check_spilled_images(args)
     images = list_images(args.images)
-    _check_weights(args.weights)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    _check_weights(args.weights, layout.spec)
     _check_taps(layout, args.taps)
     channels = layout.spec.input_shape[2]
-    preprocessing = args.preprocess or default_preprocessing(channels)
+    preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
+        or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
     check_output_dir(args.out)
     _start_tensorflow(args)
@@ -521,10 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "the Keras summary and one line per tap with its output shape for one "
                     "image, and optionally save it as a .keras file.", epilog=EPILOG)
     build.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    build.add_argument("--weights", metavar="PATH",
-                       help="weights to load by layer name: .weights.h5, .keras, or a "
-                            "legacy Keras HDF5 file such as "
-                            "vgg16_weights_tf_dim_ordering_tf_kernels.h5; all or nothing")
+    build.add_argument("--weights", metavar="NAME|PATH",
+                       help="weights to load by layer name, all or nothing: imagenet (the "
+                            "published ImageNet weights of a shipped spec: Keras' for vgg16 "
+                            "and vgg19, torchvision's for the others; downloaded once into "
+                            "Keras' cache; VGGSPEC_WEIGHTS_MIRROR sets another address), "
+                            "torchvision (torchvision's for all eight), or a file: "
+                            ".weights.h5, .keras, or a legacy Keras HDF5 file such as "
+                            "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
     build.add_argument("--partial", action="store_true",
                        help="with --weights, for transfer learning: load every layer whose "
                             "name and shapes fit, leave the others (a new head) initialised, "
@@ -549,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     images.required = False
     features.add_argument("--out", default="features", metavar="DIR",
                           help="output folder (default: ./features)")
-    features.add_argument("--weights", metavar="PATH", help="weights to load (see build)")
+    features.add_argument("--weights", metavar="NAME|PATH",
+                          help="weights to load (see build); published weights choose "
+                               "their preprocessing unless --preprocess says otherwise")
     features.add_argument("--taps", nargs="+", action=_Taps, metavar="TAPS",
                           help="taps to show, comma-separated: block1..blockN or layer "
                                "names, as in --taps block1,block3_conv3 (default: the "
