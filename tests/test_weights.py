@@ -96,7 +96,8 @@ def test_weights_of_another_spec_are_refused_whole(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"not weights at all", "not an HDF5 or .keras file"),
+    (b"not weights at all", "not a weights file vggspec reads (Keras .h5, .weights.h5 or "
+                            ".keras; torchvision or timm .safetensors, .pth)"),
     (b"PK\x03\x04broken zip", "cannot read weights (truncated or corrupt file?)"),
 ])
 def test_non_weights_files_are_refused(tmp_path, content, message):
@@ -175,7 +176,7 @@ def test_cli_build_bad_weights_exit_2_without_traceback(tmp_path):
     spec.write_text(SMALL_VGG16)
     result = run_cli("build", str(spec), "--weights", str(bad))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"{bad}: not an HDF5 or .keras file"
+    assert result.stderr.strip().splitlines()[-1].startswith(f"{bad}: not a weights file vggspec")
     assert "Traceback" not in result.stderr
     missing = run_cli("build", str(spec), "--weights", str(tmp_path / "none.h5"))
     assert (missing.returncode, missing.stderr.strip()) == (2, f"{tmp_path}/none.h5: no such file")

@@ -153,6 +153,27 @@ class InputError(OSError):
         super().__init__(clip(message, MAX_MESSAGE))
 
 
+# A message about weights that do not fit lists at most this many layers, then counts.
+MAX_LISTED = 5
+
+
+def format_shapes(shapes) -> str:
+    """(3,3,3,64) (64,): a layer's weight shapes, compactly."""
+    return " ".join(str(tuple(s)).replace(" ", "") for s in shapes)
+
+
+def list_problems(head: str, problems: list[str]) -> str:
+    """``head`` and the first few problems, as many as fit in one message, then how many
+    more there are (so that the count survives InputError's length cap)."""
+    for shown in range(min(len(problems), MAX_LISTED), 0, -1):
+        hidden = len(problems) - shown
+        more = [f"and {hidden:,} more layer{'s' * (hidden != 1)}"] if hidden else []
+        message = head + "; ".join(problems[:shown] + more)
+        if shown == 1 or len(printable(message)) <= MAX_MESSAGE:
+            return message
+    return head
+
+
 class UsageError(ValueError):
     """An argument that does not fit: a tap the network lacks, a preprocessing its
     channels cannot take, a shipped spec that does not exist. Not about a file, so not

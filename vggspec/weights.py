@@ -50,7 +50,7 @@ import zlib
 from pathlib import Path
 
 from ._files import atomic_path, check_output_file, check_regular, open_regular, read_start
-from .errors import MAX_MESSAGE, InputError, clip, printable, quote
+from .errors import InputError, clip, format_shapes, list_problems, quote
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -75,7 +75,6 @@ MAX_FILTERED_CHUNK_BYTES = 64 << 20
 INFLATE_PIECE = 16 << 10
 # Messages: at most this many mismatched layers are listed (fewer where the line would
 # pass MAX_MESSAGE), then counted; library text is quoted at most this long.
-MAX_LISTED = 5
 MAX_LIBRARY_TEXT = 200
 
 SHUFFLE, DEFLATE, FLETCHER32 = 2, 1, 3
@@ -121,7 +120,7 @@ def load_weights(model, path: str | os.PathLike, partial: bool = False) -> LoadR
     >>> load_weights(model, "archs/vgg16.yaml")
     Traceback (most recent call last):
     ...
-    vggspec.errors.InputError: archs/vgg16.yaml: not an HDF5 or .keras file
+    vggspec.errors.InputError: archs/vgg16.yaml: not a weights file vggspec reads (Keras .h5, .weights.h5 or .keras; torchvision or timm .safetensors, .pth)
     """
     skipped: list[str] = []
     arrays = read_weights(Path(path), model, skipped if partial else None)
@@ -130,9 +129,6 @@ def load_weights(model, path: str | os.PathLike, partial: bool = False) -> LoadR
             layer.set_weights(arrays[layer.name])
     return LoadReport(tuple(arrays), tuple(skipped))
 
-
-def _shapes(shapes: list[tuple]) -> str:
-    return " ".join(str(s).replace(" ", "") for s in shapes)
 
 
 def read_weights(path: Path, model, skipped: list[str] | None = None) -> dict[str, list]:
@@ -151,6 +147,11 @@ def read_weights(path: Path, model, skipped: list[str] | None = None) -> dict[st
     """
     import h5py
 
+    from . import checkpoints
+
+    # PyTorch's zip checkpoints start like a .keras archive: their content decides.
+    if checkpoints.checkpoint_format(path) is not None:
+        return checkpoints.read_checkpoint_arrays(path, model, skipped)
     head = read_start(path, len(HDF5_MAGIC), "weights file")
     try:
         if head.startswith(ZIP_MAGIC):
@@ -159,7 +160,9 @@ def read_weights(path: Path, model, skipped: list[str] | None = None) -> dict[st
             with h5py.File(io.BytesIO(data), "r") as handle:
                 return _read_checked(handle, model, path, _StringHeap(path, data), skipped)
         if head != HDF5_MAGIC:
-            raise InputError(f"{path}: not an HDF5 or .keras file")
+            raise InputError(f"{path}: not a weights file vggspec reads (Keras .h5, "
+                             f".weights.h5 or .keras; torchvision or timm .safetensors, "
+                             f".pth)")
         with h5py.File(check_regular(path, "weights file"), "r") as handle:
             return _read_checked(handle, model, path, _StringHeap(path), skipped)
     except InputError:
@@ -222,19 +225,19 @@ def _read_checked(handle, model, path: Path, heap: _StringHeap,
         datasets = found.get(layer.name)
         if datasets is None:
             problems.append(f"{layer.name} missing from the file (model needs "
-                            f"{_shapes(wanted)})")
+                            f"{format_shapes(wanted)})")
             continue
         got = [tuple(d.shape) if d.shape is not None else () for d in datasets]
         if got != wanted:
-            problems.append(f"{layer.name} has {clip(_shapes(got), 120)} in the file, the "
-                            f"model needs {_shapes(wanted)}")
+            problems.append(f"{layer.name} has {clip(format_shapes(got), 120)} in the file, the "
+                            f"model needs {format_shapes(wanted)}")
             continue
         chosen[layer.name] = datasets
     if problems and (skipped is None or not chosen):
         head = f"{path}: weights do not fit model '{model.name}'" + (
             ", not one layer fits, nothing loaded: " if skipped is not None
             else ", nothing loaded: ")
-        raise InputError(_mismatch(head, problems))
+        raise InputError(list_problems(head, problems))
     if skipped is not None:
         skipped += problems
     budget = [MAX_CHUNKS]  # chunks read in the whole file, not only in each dataset
@@ -258,18 +261,6 @@ def _fits_float32(array) -> bool:
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(array).all()
                     and np.abs(array).max() <= np.finfo(np.float32).max)
-
-
-def _mismatch(head: str, problems: list[str]) -> str:
-    """``head`` and the first few problems, as many as fit in one message, then how many
-    more there are (so that the count survives InputError's length cap)."""
-    for shown in range(min(len(problems), MAX_LISTED), 0, -1):
-        hidden = len(problems) - shown
-        more = [f"and {hidden:,} more layer{'s' * (hidden != 1)}"] if hidden else []
-        message = head + "; ".join(problems[:shown] + more)
-        if shown == 1 or len(printable(message)) <= MAX_MESSAGE:
-            return message
-    return head
 
 
 def _member(group, name: str | bytes, kind, path: Path):
@@ -331,7 +322,7 @@ def _names(owner, attribute: str, most: int, path: Path, heap: _StringHeap) -> l
     if string is None or len(shape) != 1:
         kind = "text" if string is not None else f"{header.dtype} values"
         raise InputError(f"{path}: {where} must be a list of names; got {kind} of shape "
-                         f"{_shapes([shape])}")
+                         f"{format_shapes([shape])}")
     if shape[0] > most:
         raise InputError(f"{path}: {where} lists {shape[0]:,} names, more than the "
                          f"{most:,} read; refused")
@@ -510,8 +501,8 @@ def _check_dataset(dataset, path: Path, budget: list[int]) -> None:
         return
     shape, chunks = dataset.shape, dataset.chunks
     if any(chunk > max(size, 1) for chunk, size in zip(chunks, shape)):
-        raise InputError(f"{path}: {name} is stored in chunks of {_shapes([chunks])}, "
-                         f"larger than its shape {_shapes([shape])}; refused")
+        raise InputError(f"{path}: {name} is stored in chunks of {format_shapes([chunks])}, "
+                         f"larger than its shape {format_shapes([shape])}; refused")
     cells = math.prod(-(-size // chunk) for chunk, size in zip(chunks, shape))
     if cells > MAX_CHUNKS:
         raise InputError(f"{path}: {name} is stored in {cells:,} chunks, more than the "
