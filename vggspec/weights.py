@@ -5,7 +5,9 @@ Three layouts are read, none of them by deserialising code or config:
   (``vgg16_weights_tf_dim_ordering_tf_kernels.h5`` and ``_notop``): a group per layer
   name with a ``weight_names`` attribute;
 - Keras 3 ``.weights.h5``: ``layers/<name>/vars/<i>``, where Keras names each layer by
-  its class and position (conv2d, conv2d_1, ...), so we name ours the same way;
+  its class and position (conv2d, conv2d_1, ...), so we name ours the same way; and
+  keras-hub's nested ``layers/<x>_backbone/layers/...`` (our layers up to the head,
+  named within the backbone) with ``layers/sequential/layers/...`` (the head's);
 - ``.keras`` archives: only their ``model.weights.h5`` member is read.
 
 Weights files come from strangers, so everything is checked from headers before any
@@ -441,9 +443,14 @@ def _snake_case(name: str) -> str:
 
 def keras3_layer_paths(model) -> dict[str, str]:
     """Our layer name -> the name Keras 3 gives it inside .weights.h5 files."""
+    return _keras3_names(model.layers)
+
+
+def _keras3_names(layers) -> dict[str, str]:
+    """Keras 3's names for ``layers`` within one model: class, snake_cased, counted."""
     counts: dict[str, int] = {}
     paths = {}
-    for layer in model.layers:
+    for layer in layers:
         base = _snake_case(type(layer).__name__)
         count = counts.get(base, 0)
         counts[base] = count + 1
@@ -451,31 +458,75 @@ def keras3_layer_paths(model) -> dict[str, str]:
     return paths
 
 
+# keras-hub's VGGImageClassifier is a model of two models: its VGGBackbone (conv and
+# pool layers) and a keras.Sequential head (flatten or pooler, dense, dropout). Keras
+# stores a nested model's layers as layers/<its class, snake_cased>/layers/<name>/vars.
+KERAS_HUB_HEAD = "sequential"
+HEAD_CLASSES = ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+                "AdaptiveAveragePooling2D", "Dense")
+
+
+def _keras3_parts(stored, model, path: Path) -> list[tuple[object, list]]:
+    """[(group holding layer groups, our layers it holds)]: the whole model under
+    ``layers`` in a flat file; in a nested (keras-hub) file, our layers up to the head
+    under ``layers/<x>_backbone/layers`` and the head's under ``layers/sequential/layers``."""
+    import h5py
+
+    count = len(stored)
+    if count > MAX_LAYER_NAMES:
+        raise InputError(f"{path}: {quote(stored.name)} holds {count:,} entries, more than "
+                         f"the {MAX_LAYER_NAMES:,} a model may have; refused")
+    backbones = []
+    for name in stored:
+        if name == "backbone" or name.endswith("_backbone"):
+            backbones.append(name)
+    nested = [name for name in backbones
+              if _member(stored, f"{name}/layers", h5py.Group, path) is not None]
+    if not nested:
+        return [(stored, list(model.layers))]
+    if len(nested) > 1:
+        raise InputError(f"{path}: {len(nested)} backbones nested in one model "
+                         f"({', '.join(quote(name) for name in sorted(nested)[:4])}); "
+                         f"refused")
+    layers = list(model.layers)
+    start = next((index for index, layer in enumerate(layers)
+                  if type(layer).__name__ in HEAD_CLASSES), len(layers))
+    parts = [(_member(stored, f"{nested[0]}/layers", h5py.Group, path), layers[:start])]
+    if start < len(layers):
+        head = _member(stored, f"{KERAS_HUB_HEAD}/layers", h5py.Group, path)
+        if head is not None:
+            parts.append((head, layers[start:]))
+    return parts
+
+
 def _keras3_datasets(stored, model, path: Path) -> dict[str, list]:
-    """{our layer name: [datasets]} of a Keras 3 ``layers/<name>/vars/<i>`` layout."""
+    """{our layer name: [datasets]} of a Keras 3 ``layers/<name>/vars/<i>`` layout, or
+    of keras-hub's nested ``layers/<backbone>/layers/<name>/vars/<i>`` one."""
     import h5py
 
     found = {}
-    keys = keras3_layer_paths(model)
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        entry = _member(stored, keys[layer.name], h5py.Group, path)
-        variables = None if entry is None else _member(entry, "vars", h5py.Group, path)
-        if variables is None:
-            continue
-        count = len(variables)
-        if count > MAX_WEIGHT_NAMES:
-            raise InputError(f"{path}: {quote(variables.name)} holds {count:,} variables, "
-                             f"more than the {MAX_WEIGHT_NAMES:,} a layer may have; refused")
-        datasets = []
-        for index in range(count):
-            dataset = _member(variables, str(index), h5py.Dataset, path)
-            if dataset is None:
-                raise InputError(f"{path}: {quote(variables.name)} has no variable "
-                                 f"'{index}' among its {count:,}; refused")
-            datasets.append(dataset)
-        found[layer.name] = datasets
+    for group, layers in _keras3_parts(stored, model, path):
+        keys = _keras3_names(layers)
+        for layer in layers:
+            if not layer.weights:
+                continue
+            entry = _member(group, keys[layer.name], h5py.Group, path)
+            variables = None if entry is None else _member(entry, "vars", h5py.Group, path)
+            if variables is None:
+                continue
+            count = len(variables)
+            if count > MAX_WEIGHT_NAMES:
+                raise InputError(f"{path}: {quote(variables.name)} holds {count:,} "
+                                 f"variables, more than the {MAX_WEIGHT_NAMES:,} a layer may "
+                                 f"have; refused")
+            datasets = []
+            for index in range(count):
+                dataset = _member(variables, str(index), h5py.Dataset, path)
+                if dataset is None:
+                    raise InputError(f"{path}: {quote(variables.name)} has no variable "
+                                     f"'{index}' among its {count:,}; refused")
+                datasets.append(dataset)
+            found[layer.name] = datasets
     return found
 
 
