@@ -23,6 +23,7 @@ _LAZY = {
     "load_image": "features", "preprocess": "features",
     "render_grid": "render", "render_overview": "render",
     "extract_features": "pipeline", "render_diagram": "diagram",
+    "export_model": "export",
 }
 
 __all__ = [

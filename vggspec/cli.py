@@ -363,6 +363,32 @@ def cmd_build(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from .export import FORMATS, check_converter, check_export_path, check_exportable
+    from .plan import plan
+
+    # Everything that can be wrong fails before TensorFlow starts or the model is built.
+    check_export_path(args.out, args.format)
+    check_converter(args.format, load=False)
+    layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    _check_weights(args.weights, layout.spec)
+    check_exportable(layout, args.format)
+    print(f"building {layout.spec.name}: {layout.params:,} parameters "
+          f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
+    _start_tensorflow(args)
+    from .builder import build_model
+    from .export import export_model
+
+    model = build_model(layout, weights=args.weights, max_weight_bytes=None)
+    # The converters' C++ notes (TensorFlow Lite's, tf2onnx's) are not for our users;
+    # their errors arrive as exceptions, printed once stderr is back.
+    with _native_stderr_silenced(not args.debug):
+        written = export_model(model, args.out, args.format)
+    folder = "/" if FORMATS[args.format].suffix is None else ""
+    print(f"wrote {printable(str(written))}{folder}")
+    return EXIT_OK
+
+
 def _progress(done: int, total: int) -> None:
     if total <= 4:
         return
@@ -560,6 +586,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the model to this .keras file (atomically)")
     _add_limit(build)
     build.set_defaults(run=cmd_build)
+
+    export = commands.add_parser(
+        "export", parents=common,
+        help="export the model for inference: SavedModel, ONNX or LiteRT",
+        description="Build the model a spec describes, optionally load weights, and "
+                    "export it for inference with Keras' model.export: a TensorFlow "
+                    "SavedModel folder, an ONNX file (needs the tf2onnx package) or a "
+                    "LiteRT .tflite file. The batch size stays open. The output appears "
+                    "whole or not at all: it is written beside --out under a hidden name "
+                    "and renamed into place.", epilog=EPILOG)
+    export.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    export.add_argument("--weights", metavar="NAME|PATH", help="weights to load (see build)")
+    from .export import FORMATS
+
+    export.add_argument("--format", required=True, choices=tuple(FORMATS),
+                        help="; ".join(f"{row.name}: {row.description}"
+                                       for row in FORMATS.values()))
+    export.add_argument("--out", required=True, metavar="PATH",
+                        help="where to write: for savedmodel a folder that does not exist "
+                             "yet or is empty; for onnx a file ending .onnx; for litert a "
+                             "file ending .tflite")
+    _add_limit(export)
+    export.set_defaults(run=cmd_export)
 
     features = commands.add_parser(
         "features", parents=common,
