@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ._files import check_regular, open_regular, read_start
-from .errors import InputError, clip, format_shapes, list_problems, quote
+from .errors import InputError, clip, format_shapes, quote, settle_mismatches
 
 SAFETENSORS = "safetensors"
 TORCH = "torch"
@@ -722,17 +722,13 @@ def _fit(shapes: Mapping[str, tuple], plan_or_model, source: str,
             problems.append(f"{slot.layer} ({slot.module}) lacks "
                             f"{quote(slot.keys[got.index(None)])} in the file")
         elif [tuple(shape) for shape in got] != list(slot.shapes):
-            problems.append(f"{slot.layer} ({slot.module}) has {clip(format_shapes(got), 120)} in "
-                            f"the file, the model needs {format_shapes(slot.shapes)}")
+            problems.append(f"{slot.layer} ({slot.module}) has "
+                            f"{clip(format_shapes(got), 120)} in the file, the model needs "
+                            f"{format_shapes(slot.shapes)}")
         else:
             chosen.append(slot)
-    if problems and (skipped is None or not chosen):
-        head_text = f"{source}: weights ({layout}'s layout) do not fit model '{name}'" + (
-            ", not one layer fits, nothing loaded: " if skipped is not None
-            else ", nothing loaded: ")
-        raise InputError(list_problems(head_text, problems))
-    if skipped is not None:
-        skipped += problems
+    settle_mismatches(f"{source}: weights ({layout}'s layout) do not fit model '{name}'",
+                      problems, bool(chosen), skipped)
     return chosen
 
 

@@ -174,6 +174,19 @@ def list_problems(head: str, problems: list[str]) -> str:
     return head
 
 
+def settle_mismatches(head: str, problems: list[str], any_fit: bool,
+                      skipped: list[str] | None) -> None:
+    """The end of matching weights to a model: with problems, refuse everything (an
+    InputError that starts with ``head``), unless this is a partial load (``skipped`` is
+    a list) and some layer fits, when the problems are noted in ``skipped`` instead."""
+    if problems and (skipped is None or not any_fit):
+        tail = ", not one layer fits, nothing loaded: " if skipped is not None \
+            else ", nothing loaded: "
+        raise InputError(list_problems(head + tail, problems))
+    if skipped is not None:
+        skipped += problems
+
+
 class UsageError(ValueError):
     """An argument that does not fit: a tap the network lacks, a preprocessing its
     channels cannot take, a shipped spec that does not exist. Not about a file, so not

@@ -52,7 +52,7 @@ import zlib
 from pathlib import Path
 
 from ._files import atomic_path, check_output_file, check_regular, open_regular, read_start
-from .errors import InputError, clip, format_shapes, list_problems, quote
+from .errors import InputError, clip, format_shapes, quote, settle_mismatches
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -231,17 +231,12 @@ def _read_checked(handle, model, path: Path, heap: _StringHeap,
             continue
         got = [tuple(d.shape) if d.shape is not None else () for d in datasets]
         if got != wanted:
-            problems.append(f"{layer.name} has {clip(format_shapes(got), 120)} in the file, the "
-                            f"model needs {format_shapes(wanted)}")
+            problems.append(f"{layer.name} has {clip(format_shapes(got), 120)} in the file, "
+                            f"the model needs {format_shapes(wanted)}")
             continue
         chosen[layer.name] = datasets
-    if problems and (skipped is None or not chosen):
-        head = f"{path}: weights do not fit model '{model.name}'" + (
-            ", not one layer fits, nothing loaded: " if skipped is not None
-            else ", nothing loaded: ")
-        raise InputError(list_problems(head, problems))
-    if skipped is not None:
-        skipped += problems
+    settle_mismatches(f"{path}: weights do not fit model '{model.name}'", problems,
+                      bool(chosen), skipped)
     budget = [MAX_CHUNKS]  # chunks read in the whole file, not only in each dataset
     for datasets in chosen.values():
         for dataset in datasets:
