@@ -159,19 +159,20 @@ def _check_taps(layout, taps: list[str] | None) -> None:
                          f"--taps)") from None
 
 
-def _check_weights(path: str | None, spec=None) -> None:
-    """A weights path that is not there fails now, not after the model is built; a
-    published name ("imagenet") must have weights for the spec."""
+def _check_weights(path: str | None, spec) -> str | None:
+    """The weights file to load, checked now, not after the model is built: a published
+    name ("imagenet") is fetched (or found in Keras' cache) first; a path must be there."""
     if not path:
-        return
-    if spec is not None:
-        from .sources import resolve
+        return None
+    from .sources import fetch, resolve
 
-        if resolve(path, spec.name, spec.head.type) is not None:
-            return
+    source = resolve(path, spec.name, spec.head.type)
+    if source is not None:
+        return str(fetch(source))
     from ._files import read_start
 
     read_start(path, 0, "weights file")
+    return path
 
 
 def _weights_preprocessing(weights: str | None, spec) -> str | None:
@@ -341,14 +342,14 @@ def cmd_build(args) -> int:
     if args.save:
         check_output_file(args.save, (".keras",))
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
-    _check_weights(args.weights, layout.spec)
+    weights = _check_weights(args.weights, layout.spec)
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
     from .builder import build_model, feature_model
     from .weights import save_model
 
-    model = build_model(layout, weights=args.weights, max_weight_bytes=None,
+    model = build_model(layout, weights=weights, max_weight_bytes=None,
                         partial=args.partial)
     if args.weights and args.partial:
         report = model.load_report
@@ -371,15 +372,15 @@ def cmd_export(args) -> int:
     check_export_path(args.out, args.format)
     check_converter(args.format, load=False)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
-    _check_weights(args.weights, layout.spec)
     check_exportable(layout, args.format)
+    weights = _check_weights(args.weights, layout.spec)  # last: it may download
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
     from .builder import build_model
     from .export import export_model
 
-    model = build_model(layout, weights=args.weights, max_weight_bytes=None)
+    model = build_model(layout, weights=weights, max_weight_bytes=None)
     # The converters' C++ notes (TensorFlow Lite's, tf2onnx's) are not for our users;
     # their errors arrive as exceptions, printed once stderr is back.
     with _native_stderr_silenced(not args.debug):
@@ -411,19 +412,19 @@ def cmd_features(args) -> int:
     _check_spilled_images(args)
     images = list_images(args.images)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
-    _check_weights(args.weights, layout.spec)
     _check_taps(layout, args.taps)
     channels = layout.spec.input_shape[2]
     preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
         or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
+    weights = _check_weights(args.weights, layout.spec)  # last: it may download
     check_output_dir(args.out)
     _start_tensorflow(args)
     from .pipeline import extract_features
 
     try:
         report = extract_features(
-            layout, images, args.out, weights=args.weights, taps=args.taps,
+            layout, images, args.out, weights=weights, taps=args.taps,
             batch_size=args.batch_size, resize=args.resize, preprocessing=preprocessing,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
             cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args),
