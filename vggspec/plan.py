@@ -94,14 +94,19 @@ class Plan:
             sizes.append(product(layer.output_shape))
         return sum(sizes) * BYTES_PER_FLOAT32
 
+    def block_layers(self) -> dict[int, list[Layer]]:
+        """The layers of each conv block, by block number (1..N)."""
+        blocks: dict[int, list[Layer]] = {i: [] for i in range(1, len(self.spec.blocks) + 1)}
+        for layer in self.layers:
+            if layer.block is not None:
+                blocks[layer.block].append(layer)
+        return blocks
+
     def block_totals(self) -> list[tuple[str, int, int | None]]:
         """(block tap name, parameters, MACs) for each conv block."""
-        totals = []
-        for index in range(1, len(self.spec.blocks) + 1):
-            rows = [layer for layer in self.layers if layer.block == index]
-            totals.append((block_tap(index), sum(r.params for r in rows),
-                           sum_or_none(r.macs for r in rows)))
-        return totals
+        return [(block_tap(index), sum(r.params for r in rows),
+                 sum_or_none(r.macs for r in rows))
+                for index, rows in self.block_layers().items()]
 
     def tap_layers(self, taps: Iterable[str] | None = None) -> dict[str, str]:
         """Tap name -> the layer whose output it is, for ``taps`` or the spec's taps.

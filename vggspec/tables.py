@@ -31,15 +31,14 @@ def shape_text(shape) -> str:
 def summary_rows(p: Plan) -> list[tuple[tuple[str, ...], bool]]:
     """The summary's rows: (cells in SUMMARY_COLUMNS order, is a block subtotal), one per
     layer, with a subtotal after the last layer of each block."""
-    rows = []
-    layers = list(p.layers)
+    rows, layers, blocks = [], list(p.layers), p.block_layers()
     for index, layer in enumerate(layers):
         rows.append(((layer.name, layer.kind, shape_text(layer.output_shape),
                       f"{layer.trainable:,}", f"{layer.non_trainable:,}",
                       format_count(layer.macs)), False))
         following = layers[index + 1] if index + 1 < len(layers) else None
         if layer.block is not None and (following is None or following.block != layer.block):
-            block = [row for row in layers if row.block == layer.block]
+            block = blocks[layer.block]
             rows.append(((f"  {block_tap(layer.block)} total", "", "",
                           f"{sum(r.trainable for r in block):,}",
                           f"{sum(r.non_trainable for r in block):,}",
