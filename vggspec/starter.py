@@ -17,13 +17,13 @@ from pathlib import Path
 from ._files import atomic_path, check_output_file
 from .errors import InputError, UsageError, quote
 from .extends import shipped_specs
-from .spec import SPEC_SUFFIXES, spec_from_text
+from .spec import SPEC_SUFFIXES, json_schema, spec_from_text
 
 SCHEMA_FILE = "vggspec.schema.json"
 # yamllint's default line-length rule: at most 80 columns, unless the line is one word.
 MAX_COLUMNS = 80
-# The schema's limit on `name`.
-MAX_NAME = 64
+# The schema's limit on `name`, read from it.
+MAX_NAME = json_schema()["properties"]["name"]["maxLength"]
 # Plain words that YAML (1.1 or 1.2) reads as a boolean or null, not a string: a spec
 # written as yes.yaml is named "yes", quoted.
 _NOT_STRINGS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
