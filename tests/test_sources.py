@@ -388,3 +388,33 @@ def test_imagenet_by_name_loads_the_published_layout_end_to_end(tmp_path, home, 
                      "block1", "--no-png", "--npz"]) == 0
     assert "preprocessing: caffe, as keras's weights expect (--preprocess overrides)" in \
         capsys.readouterr().err
+
+
+def test_torchvision_pickles_are_refused_before_any_download_when_torch_is_absent(
+        tmp_path, home, monkeypatch, capsys):
+    """Nothing is fetched (the mirror is the discard port, so any attempt would be a
+    download error; the cache stays empty) for a file this machine could not read; a
+    Keras file needs no torch."""
+    import importlib.util
+
+    from vggspec import cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "torch" else
+                        real_find_spec(name, *rest))
+    monkeypatch.setenv(sources.MIRROR_VARIABLE, "http://127.0.0.1:9/")
+    (tmp_path / "small.yaml").write_text("extends: vgg11_bn\ninput: {shape: [32, 32, 3]}\n"
+                                     "head: {type: none}\n")
+    expected = ("vgg11_bn: torchvision publishes these weights as a PyTorch pickle "
+                "(vgg11_bn-6002323d.pth), read only by torch.load(weights_only=True): "
+                "install torch, or convert the file to .safetensors elsewhere and pass its "
+                "path\n")
+    assert cli.main(["build", str(tmp_path / "small.yaml"), "--weights", "imagenet"]) == 2
+    assert capsys.readouterr().err == expected
+    spec = vggspec.load_spec(tmp_path / "small.yaml")
+    with pytest.raises(vggspec.InputError, match="^vgg11_bn: torchvision publishes"):
+        vggspec.build_model(spec, weights="torchvision")
+    assert not (home / "models").exists()
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+    sources.check_readable(resolve("imagenet", "vgg16", "dense"))   # Keras' file: no torch

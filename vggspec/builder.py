@@ -63,10 +63,13 @@ def weights_file(weights: str | os.PathLike, spec) -> str | os.PathLike:
     """The file ``weights`` names: "imagenet" or "torchvision" are the published weights
     for the spec (by its name), fetched into Keras' cache (see vggspec.sources);
     anything else is a path."""
-    from .sources import fetch, resolve
+    from .sources import check_readable, fetch, resolve
 
     source = resolve(weights, spec.name, spec.head.type)
-    return weights if source is None else fetch(source)
+    if source is None:
+        return weights
+    check_readable(source)
+    return fetch(source)
 
 
 def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None = None, *,

@@ -164,10 +164,11 @@ def _check_weights(path: str | None, spec) -> str | None:
     name ("imagenet") is fetched (or found in Keras' cache) first; a path must be there."""
     if not path:
         return None
-    from .sources import fetch, resolve
+    from .sources import check_readable, fetch, resolve
 
     source = resolve(path, spec.name, spec.head.type)
     if source is not None:
+        check_readable(source)
         return str(fetch(source))
     from ._files import read_start
 

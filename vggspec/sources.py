@@ -194,6 +194,20 @@ def origin(source: Source) -> str:
     return f"{mirror.rstrip('/')}/{urllib.parse.quote(source.file_name)}"
 
 
+def check_readable(source: Source) -> None:
+    """Refuse, before anything is downloaded, a file this machine could not read:
+    torchvision's pickles need PyTorch (they are only read with
+    ``torch.load(weights_only=True)``), and a download of 500 MB to be told so after
+    would waste the user's time."""
+    import importlib.util
+
+    if source.layout == "torch-state-dict" and importlib.util.find_spec("torch") is None:
+        raise InputError(
+            f"{source.spec}: torchvision publishes these weights as a PyTorch pickle "
+            f"({source.file_name}), read only by torch.load(weights_only=True): install "
+            f"torch, or convert the file to .safetensors elsewhere and pass its path")
+
+
 def cache_path(source: Source) -> Path:
     """Where ``fetch`` keeps ``source``, and where to put the file by hand to work
     offline: ``$KERAS_HOME/models/<file name>``, else ``~/.keras/models/<file name>``
