@@ -90,7 +90,7 @@ def test_a_yaml_base_with_other_keys_shows_keys_never_values(secrets_dir):
     found = problems("extends: ../config.yaml\n", secrets_dir / "project")
     assert not any(SECRET in line for line in found)
     assert f"{secrets_dir}/config.yaml:1:1: $.password: unknown key 'password' (allowed " \
-           f"here: blocks, defaults, description, extends, head, input, name, taps)" in found
+           f"here: blocks, defaults, description, extends, head, input, name, taps, train)" in found
 
 
 def test_a_top_level_file_that_is_not_a_spec_is_not_quoted(secrets_dir):
@@ -119,7 +119,7 @@ def test_quoted_values_are_short():
 @pytest.mark.parametrize("text, expected", [
     (VALID + '"k\\e]0;TITLE\\a": 1\n',
      'x.yaml:5:1: $["k\\u001b]0;TITLE\\u0007"]: unknown key \'k\\x1b]0;TITLE\\x07\' '
-     '(allowed here: blocks, defaults, description, extends, head, input, name, taps)'),
+     '(allowed here: blocks, defaults, description, extends, head, input, name, taps, train)'),
     (VALID.replace("name: ok", 'name: "a\\nall-specs.yaml: ok"'),
      "x.yaml:1:7: $.name: must start with a letter, then letters, digits, '_', '.' or '-', "
      "got 'a\\nall-specs.yaml: ok'"),
@@ -145,13 +145,13 @@ def test_file_text_in_messages_is_escaped(text, expected):
 
 def test_a_file_name_with_control_characters_is_escaped(tmp_path):
     name = "evil\x1b]0;TITLE\x07\nall-specs.yaml: ok.yaml"
-    (tmp_path / name).write_text(VALID + "extra: 1\n")
+    (tmp_path / name).write_text(VALID + "colour: 1\n")
     (tmp_path / "fine\x1b[31m.yaml").write_text(VALID)
     result = run_cli("validate", name, "fine\x1b[31m.yaml", "gone\n.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout.splitlines() == [
-        "evil\\x1b]0;TITLE\\x07\\nall-specs.yaml: ok.yaml:5:1: $.extra: unknown key 'extra' "
-        "(allowed here: blocks, defaults, description, extends, head, input, name, taps)",
+        "evil\\x1b]0;TITLE\\x07\\nall-specs.yaml: ok.yaml:5:1: $.colour: unknown key 'colour' "
+        "(allowed here: blocks, defaults, description, extends, head, input, name, taps, train)",
         "fine\\x1b[31m.yaml: ok"]
     assert result.stderr == "gone\\n.yaml: no such file\n"
 

@@ -25,7 +25,7 @@ from vggspec.errors import MAX_SHOWN, clip_path, did_you_mean
 
 VALID = "name: ok\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max]]\nhead: {type: none}\n"
 HEAD = "name: x\ninput: {shape: [32, 32, 3]}\nhead: {type: none}\n"
-ALLOWED = "(allowed here: blocks, defaults, description, extends, head, input, name, taps)"
+ALLOWED = "(allowed here: blocks, defaults, description, extends, head, input, name, taps, train)"
 # The longest line a SpecError may print for a file with a short name: file, position,
 # a path of at most 120 characters and a message of at most 600.
 MAX_LINE = 800

@@ -20,7 +20,7 @@ from .errors import Issue, quote
 from .schema import (batch_norm_defaults, conv_defaults, definition, head_defaults,
                      json_schema, lrn_defaults, pool_defaults, validator)
 from .schema_words import Hints, translate
-from .spec_types import BatchNorm, Block, Conv, Head, Lrn, Pool, Spec
+from .spec_types import Augment, BatchNorm, Block, Conv, Head, Lrn, Pool, Spec, Train
 
 CONV_SETTINGS = ("kernel", "padding", "activation", "batch_norm")
 # The parts of a spec the planner needs; with a problem in any of them no Spec is built.
@@ -54,8 +54,8 @@ def check_fields(root, issues: list[Issue], display: str
         parts = ", ".join(f"$.{part}" for part in broken)
         return None, issues, f"{parts} {'has' if len(broken) == 1 else 'have'} problems"
     try:
-        spec = _build(data, display, nodes, taps_ok=not any(
-            _part(issue.path) == "taps" for issue in issues))
+        found = {_part(issue.path) for issue in issues}
+        spec = _build(data, display, nodes, ok={"taps", "train"} - found)
     except (KeyError, TypeError, ValueError, AttributeError):
         if not issues:  # a spec the schema passes must build: that is our bug
             raise
@@ -131,7 +131,8 @@ def _settings(level: dict, inherited: dict) -> dict:
     return out
 
 
-def _build(data: dict, display: str, nodes: Mapping[str, Any], taps_ok: bool) -> Spec:
+def _build(data: dict, display: str, nodes: Mapping[str, Any], ok: set[str]) -> Spec:
+    """The Spec; ``ok``: the optional parts (taps, train) that have no problems."""
     defaults = data.get("defaults", {})
     start = conv_defaults()
     default_pool = defaults.get("pool", start.pop("pool"))
@@ -170,12 +171,17 @@ def _build(data: dict, display: str, nodes: Mapping[str, Any], taps_ok: bool) ->
                 activation=head_data.get("activation", "softmax"),
                 adaptive_pool=tuple(head_data["adaptive_pool"])
                 if "adaptive_pool" in head_data else None)
-    taps = tuple(data.get("taps") or ()) if taps_ok else ()
+    taps = tuple(data.get("taps") or ()) if "taps" in ok else ()
     return Spec(name=data.get("name", "spec"), input_shape=tuple(data["input"]["shape"]),
                 blocks=tuple(blocks), head=head,
                 taps=taps or tuple(f"block{i + 1}" for i in range(len(blocks))),
-                lrn=lrn, description=data.get("description", ""), source=display,
-                nodes=nodes)
+                lrn=lrn, description=data.get("description", ""),
+                train=_train(data["train"]) if "train" in ok and "train" in data else None,
+                source=display, nodes=nodes)
+
+
+def _train(raw: dict) -> Train:
+    return Train(**{**raw, "augment": Augment(**raw.get("augment", {}))})
 
 
 def _pool(raw: str | dict, path: str) -> Pool:

@@ -13,10 +13,12 @@ from typing import Any, Mapping
 
 from ._yaml import issue_at
 from .errors import Issue
-from .schema import batch_norm_defaults, conv_defaults, lrn_defaults, pool_defaults
+from .schema import (augment_defaults, batch_norm_defaults, conv_defaults, lrn_defaults,
+                     pool_defaults, train_defaults)
 
 _CONV, _BN, _LRN, _POOL = conv_defaults(), batch_norm_defaults(), lrn_defaults(), \
     pool_defaults()
+_TRAIN, _AUGMENT = train_defaults(), augment_defaults()
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,49 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Random changes to training images: a left-right flip, a random resized crop
+    keeping at least ``crop_scale`` of the area."""
+
+    flip: bool = _AUGMENT["flip"]
+    crop: bool = _AUGMENT["crop"]
+    crop_scale: float = _AUGMENT["crop_scale"]
+
+
+@dataclass(frozen=True)
+class Train:
+    """How ``vggspec train`` trains the network (the spec's ``train`` section, every
+    default from the schema). ``preprocess`` None: chosen from the weights or the
+    channels when training starts."""
+
+    epochs: int = _TRAIN["epochs"]
+    batch_size: int = _TRAIN["batch_size"]
+    optimizer: str = _TRAIN["optimizer"]
+    learning_rate: float = _TRAIN["learning_rate"]
+    momentum: float = _TRAIN["momentum"]
+    weight_decay: float = _TRAIN["weight_decay"]
+    schedule: str = _TRAIN["schedule"]
+    warmup_epochs: int = _TRAIN["warmup_epochs"]
+    label_smoothing: float = _TRAIN["label_smoothing"]
+    augment: Augment = Augment()
+    val_split: float = _TRAIN["val_split"]
+    seed: int = _TRAIN["seed"]
+    precision: str = _TRAIN["precision"]
+    resize: str = _TRAIN["resize"]
+    preprocess: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {key: getattr(self, key) for key in self.__dataclass_fields__}
+        out["augment"] = {key: getattr(self.augment, key)
+                          for key in self.augment.__dataclass_fields__}
+        return out
+
+
+@dataclass(frozen=True)
 class Spec:
-    """A checked spec: everything the planner and builder need, defaults applied."""
+    """A checked spec: everything the planner and builder need, defaults applied.
+    ``train`` is the spec's training settings, None when it has no ``train`` section
+    (training then uses ``Train()``)."""
 
     name: str
     input_shape: tuple[int | None, int | None, int]
@@ -99,6 +142,7 @@ class Spec:
     taps: tuple[str, ...]
     lrn: Lrn = Lrn()
     description: str = ""
+    train: Train | None = None
     source: str = "<spec>"
     nodes: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -135,4 +179,6 @@ class Spec:
                                  "beta": self.lrn.beta, "bias": self.lrn.bias}},
             "blocks": blocks, "head": head, "taps": list(self.taps),
         })
+        if self.train is not None:
+            out["train"] = self.train.to_dict()
         return out

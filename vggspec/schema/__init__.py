@@ -51,6 +51,15 @@ def pool_defaults() -> dict:
     return defaults_of(definition("pool")["oneOf"][1])
 
 
+def train_defaults() -> dict:
+    """The training settings a spec without a ``train`` section gets."""
+    return defaults_of(definition("train"))
+
+
+def augment_defaults() -> dict:
+    return defaults_of(definition("train")["properties"]["augment"])
+
+
 def head_defaults(head_type: str) -> dict:
     """The defaults of a head of ``head_type``, from the branch of the schema for it."""
     out = defaults_of(definition("head"))
