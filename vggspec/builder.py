@@ -26,7 +26,7 @@ def as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
 
 def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
                 max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES,
-                partial: bool = False):
+                partial: bool = False, synchronized_batch_norm: bool = False):
     """Build the Keras model a spec describes (a Spec, a Plan or a path to a spec).
 
     Layer names, order, types and settings follow the planner and match
@@ -35,7 +35,10 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     name, downloaded once) or a .weights.h5, .keras or legacy Keras HDF5 file by layer
     name, all or nothing
     (``partial=True``: every layer that fits, the rest left initialised; the model's
-    ``load_report`` says which).
+    ``load_report`` says which). ``synchronized_batch_norm``: batch statistics gathered
+    across the replicas of a tf.distribute strategy (training on several devices).
+    Under a mixed-precision dtype policy the predictions layer stays float32, as
+    Keras' mixed-precision guide advises for the final activation.
     Raises SpecError for an invalid spec or one over ``max_weight_bytes`` (checked
     before anything is allocated), InputError for a weights file that cannot be used.
 
@@ -48,8 +51,14 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
 
     first = layout.layers[0]
     x = inputs = keras.Input(shape=first.config["shape"], name=INPUT_NAME)
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
     for layer in layout.layers[1:]:
-        x = kind_of(layer.kind).keras_class()(name=layer.name, **layer.config)(x)
+        config = dict(layer.config)
+        if synchronized_batch_norm and layer.kind == "BatchNormalization":
+            config["synchronized"] = True
+        if mixed and layer is layout.layers[-1] and layer.kind == "Dense":
+            config["dtype"] = "float32"
+        x = kind_of(layer.kind).keras_class()(name=layer.name, **config)(x)
     model = keras.Model(inputs, x, name=layout.spec.name)
     if weights is not None:
         from .weights import load_weights

@@ -159,7 +159,7 @@ def _check_taps(layout, taps: list[str] | None) -> None:
                          f"--taps)") from None
 
 
-def _check_weights(path: str | None, spec) -> str | None:
+def _check_weights(path: str | None, spec, args) -> str | None:
     """The weights file to load, checked now, not after the model is built: a published
     name ("imagenet") is fetched (or found in Keras' cache) first; a path must be there."""
     if not path:
@@ -169,6 +169,7 @@ def _check_weights(path: str | None, spec) -> str | None:
     source = resolve(path, spec.name, spec.head.type)
     if source is not None:
         check_readable(source)
+        _start_tensorflow(args)  # get_file imports Keras: its start-up notes are not ours
         return str(fetch(source))
     from ._files import read_start
 
@@ -343,7 +344,7 @@ def cmd_build(args) -> int:
     if args.save:
         check_output_file(args.save, (".keras",))
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
-    weights = _check_weights(args.weights, layout.spec)
+    weights = _check_weights(args.weights, layout.spec, args)
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
@@ -374,7 +375,7 @@ def cmd_export(args) -> int:
     check_converter(args.format, load=False)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
     check_exportable(layout, args.format)
-    weights = _check_weights(args.weights, layout.spec)  # last: it may download
+    weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
     _start_tensorflow(args)
@@ -418,7 +419,7 @@ def cmd_features(args) -> int:
     preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
         or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
-    weights = _check_weights(args.weights, layout.spec)  # last: it may download
+    weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     check_output_dir(args.out)
     _start_tensorflow(args)
     from .pipeline import extract_features
@@ -449,6 +450,103 @@ def cmd_features(args) -> int:
         print(f"{len(report.failed)} of {report.images} images failed", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
     return EXIT_OK
+
+
+def _seed(text: str) -> int:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) < 11
+            and int(digits) < 2 ** 31):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2147483647, got "
+                                         f"{printable(repr(text))}")
+    return int(digits)
+
+
+def _share(text: str) -> float:
+    """An argparse type for --val-split: a number from 0 up to (not including) 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 up to 1 (0.2 holds out a "
+                                         f"fifth), got {printable(repr(text))}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 and at most 10, got "
+                                         f"{printable(repr(text))}")
+    return value
+
+
+def cmd_train(args) -> int:
+    from .plan import plan
+    from .training import TrainingInterrupted, prepare, run_training
+
+    if args.partial and not args.weights:
+        raise UsageError("--partial needs --weights")
+    if args.val and args.val_split is not None:
+        raise UsageError("give --val or --val-split, not both")
+    layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+                 "val_split": args.val_split, "learning_rate": args.learning_rate,
+                 "optimizer": args.optimizer, "precision": args.precision,
+                 "preprocess": args.preprocess, "resize": args.resize}
+    from_weights = _weights_preprocessing(args.weights, layout.spec) \
+        if args.weights and not args.preprocess else None
+    prepared = prepare(layout, args.data, args.out, val=args.val, partial=args.partial,
+                       resume=args.resume, classes_from_data=args.classes_from_data,
+                       preprocess_from_weights=from_weights,
+                       max_cache_bytes=_bytes(args.max_cache_gib), **overrides)
+    prepared.weights = _check_weights(args.weights, layout.spec, args)  # last: may download
+    settings = prepared.settings
+    print(f"training {prepared.spec.name} for {settings.epochs} epochs, batch "
+          f"{settings.batch_size}, {settings.optimizer} at {settings.learning_rate:g} "
+          f"({settings.schedule}), seed {settings.seed}"
+          + (f", resuming after epoch {prepared.state['epochs_done']}" if prepared.state
+             else ""), file=sys.stderr, flush=True)
+    _start_tensorflow(args)
+    try:
+        result = run_training(prepared, progress_bar=sys.stdout.isatty())
+    except TrainingInterrupted as interrupt:
+        print(interrupt.message, file=sys.stderr)
+        return 130
+    metrics = result.metrics
+    if metrics:
+        print(f"best: epoch {result.best_epoch}, {metrics['set']} accuracy "
+              f"{metrics['accuracy']:.4f}"
+              + (f", top-5 {metrics['top5_accuracy']:.4f}" if "top5_accuracy" in metrics
+                 else ""))
+        print(f"wrote {printable(str(result.run))}/: best.keras, last.keras, history.csv, "
+              f"curves.png, confusion.png, metrics.json, spec.yaml, logs/")
+    return _list_failed(result.failed, "images")
+
+
+def _list_failed(failed: list[str], what: str) -> int:
+    for reason in failed:
+        print(f"skipped: {printable(reason)}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} {what} could not be read and were skipped", file=sys.stderr)
+        return EXIT_UNUSABLE_INPUT
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import format_report
+    from .training import evaluate
+
+    _start_tensorflow(args)
+    result = evaluate(args.model, args.data, batch_size=args.batch_size, out=args.out)
+    print(format_report(result))
+    if args.out:
+        print(f"wrote {printable(str(Path(args.out) / 'metrics.json'))}, "
+              f"{printable(str(Path(args.out) / 'confusion.png'))}")
+    return _list_failed(result["failed"], "images")
 
 
 def cmd_diagram(args) -> int:
@@ -663,6 +761,75 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit(features)
     features.set_defaults(run=cmd_features,
                           finish=lambda args: _gather_images(args, features))
+
+    train = commands.add_parser(
+        "train", parents=common,
+        help="train the network on a folder of class folders; resumable",
+        description="Train the network a spec describes on images in one folder per class "
+                    "(DIR/cat/*.jpg, DIR/dog/*.jpg), with Keras' fit. Settings come from "
+                    "the spec's train section (optimizer, schedule, augmentation, ...), "
+                    "which the flags below override. OUT receives best.keras and "
+                    "last.keras (class names stored inside), history.csv, curves.png, "
+                    "confusion.png and metrics.json for the best epoch, spec.yaml (what "
+                    "was trained, every setting written out) and TensorBoard logs/. "
+                    "Ctrl-C keeps the epochs done (exit 130); --resume continues them "
+                    "and ends where an uninterrupted run would. Images that cannot be "
+                    "read are skipped and listed at the end (exit 2).",
+        epilog="example: vggspec train digits.yaml --data digits/ --out runs/digits "
+               "--epochs 10\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    train.add_argument("--data", required=True, metavar="DIR",
+                       help="training images, one folder per class (class order: the "
+                            "folders' names, sorted)")
+    train.add_argument("--out", required=True, metavar="RUN",
+                       help="the run's folder: new or empty, or the run to --resume")
+    train.add_argument("--val", metavar="DIR",
+                       help="validation images, with the same class folders (default: hold "
+                            "out --val-split of each class)")
+    train.add_argument("--val-split", type=_share, metavar="SHARE",
+                       help="share of each class held out for validation (spec: 0.2)")
+    train.add_argument("--epochs", type=_count(100000), metavar="N")
+    train.add_argument("--batch-size", type=_count(65536), metavar="N")
+    train.add_argument("--learning-rate", type=_positive, metavar="RATE")
+    train.add_argument("--optimizer", choices=("adamw", "sgd", "adam"))
+    train.add_argument("--seed", type=_seed, metavar="N",
+                       help="seeds initialisation, split, order and augmentation (spec: 0)")
+    train.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                       help="float32, or mixed precision (faster on GPUs, slower on CPUs)")
+    train.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
+                       help="as in features (default: what --weights expect, else caffe "
+                            "for 3 channels, tf otherwise)")
+    train.add_argument("--resize", choices=("crop", "resize"), help="as in features (crop)")
+    train.add_argument("--weights", metavar="NAME|PATH",
+                       help="start from these weights (see build), e.g. imagenet")
+    train.add_argument("--partial", action="store_true",
+                       help="with --weights: load the layers that fit (a new head stays "
+                            "initialised): fine-tuning with another class count")
+    train.add_argument("--classes-from-data", action="store_true",
+                       help="set the head's class count from the class folders")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last finished epoch")
+    train.add_argument("--max-cache-gib", type=_gib, default=4.0, metavar="GIB",
+                       help="most memory the decoded images may take (default 4; 0 or inf "
+                            "for no limit)")
+    _add_limit(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=common,
+        help="accuracy, per-class figures and a confusion matrix of a trained model",
+        description="Run a model written by vggspec train (a run folder, meaning its "
+                    "best.keras, or a .keras file) over a folder of class folders with "
+                    "the same classes, and print accuracy, top-5 accuracy (above five "
+                    "classes) and each class's precision and recall. Images are prepared "
+                    "as in training.", epilog=EPILOG)
+    evaluate.add_argument("model", metavar="RUN_OR_MODEL")
+    evaluate.add_argument("--data", required=True, metavar="DIR")
+    evaluate.add_argument("--out", metavar="DIR",
+                          help="also write metrics.json and confusion.png into this folder")
+    evaluate.add_argument("--batch-size", type=_count(65536), default=64, metavar="N")
+    evaluate.set_defaults(run=cmd_evaluate)
 
     diagram = commands.add_parser(
         "diagram", parents=common,
