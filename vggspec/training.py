@@ -92,10 +92,10 @@ def settings_for(spec: Spec, **overrides) -> Train:
 
 def check_trainable(spec: Spec, classes: int | None, data: str, classes_from_data: bool
                     ) -> Spec:
-    """The spec to train for ``classes`` classes (from the data folder): refused, in one
-    line at the spec's file:line:path, when it has no predictions layer or an open input
-    size, or a class count that differs from the folder's (unless ``classes_from_data``,
-    which sets the head's classes from the data)."""
+    """The spec to train for ``classes`` classes (from the data folder). Refused in one
+    line at the spec's file:line:path: SpecError when it has no predictions layer or an
+    open input size; InputError when its class count differs from the folder's (unless
+    ``classes_from_data``, which sets the head's classes from the data)."""
     from .errors import SpecError
 
     if None in spec.input_shape[:2]:
@@ -111,10 +111,11 @@ def check_trainable(spec: Spec, classes: int | None, data: str, classes_from_dat
     if head.classes is None or classes_from_data:
         return dataclasses.replace(spec, head=dataclasses.replace(head, classes=classes))
     if head.classes != classes:
+        # The data and the spec disagree: an input error (exit 2), said at the spec's line.
         path = "$.head.classes" if "$.head.classes" in spec.nodes else "$.head"
-        raise SpecError([spec.issue(path, (
+        raise InputError(str(spec.issue(path, (
             f"the spec has {head.classes} classes, {data} has {classes} class folders; "
-            f"set head.classes: {classes}, or pass --classes-from-data"))])
+            f"set head.classes: {classes}, or pass --classes-from-data"))))
     return spec
 
 

@@ -1,0 +1,392 @@
+"""`vggspec train` and `vggspec evaluate`: what a run leaves, resume, bad data, and the
+data pipeline against `vggspec features`' own preparation of images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vggspec
+from conftest import ROOT, run_cli
+from vggspec import cli, training
+from vggspec.data import batches, decode, scan_folder, split
+from vggspec.features import load_image, preprocess
+
+TINY = """\
+name: tiny
+input: {shape: [16, 16, 3]}
+defaults: {batch_norm: {momentum: 0.9}}
+blocks:
+  - [8, max]
+  - [16, max]
+head: {type: global_avg, classes: 3}
+train: {epochs: 3, batch_size: 8, learning_rate: 0.01}
+"""
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+
+
+def make_folder(root: Path, per_class: int = 10, classes=("red", "green", "blue"),
+                size=(20, 24), seed: int = 0) -> Path:
+    """Noisy images of one colour per class: a task a tiny net learns in a few epochs."""
+    rng = np.random.default_rng(seed)
+    for name, colour in zip(classes, COLOURS * 4):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            noise = rng.integers(0, 70, (*size, 3))
+            pixels = np.clip(np.asarray(colour) + noise - 35, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("data") / "colours")
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(folder, spec_file, tmp_path_factory):
+    lines: list[str] = []
+    run = tmp_path_factory.mktemp("runs") / "run"
+    result = training.train(spec_file, folder, run, log=lines.append)
+    return result, lines
+
+
+# --- what a run leaves --------------------------------------------------------------
+
+def test_a_run_learns_and_leaves_every_file(finished, spec_file):
+    result, lines = finished
+    run = result.run
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["best.keras", "last.keras", "history.csv", "curves.png", "confusion.png",
+         "metrics.json", "spec.yaml", "state.json", "logs"])
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert lines[0] == ("data: 24 training and 6 validation images, 3 classes; "
+                        "preprocessing caffe, crop")
+    assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 1/3", "epoch 2/3",
+                                                          "epoch 3/3"]
+    with open(run / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(training.HISTORY_COLUMNS)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+    assert all(float(row["images_per_second"]) > 0 for row in rows)
+    assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])  # cosine
+
+
+def test_metrics_json_describes_the_best_epoch_on_the_validation_images(finished):
+    result, _ = finished
+    metrics = json.loads((result.run / "metrics.json").read_text())
+    assert set(metrics) == {"images", "accuracy", "classes", "confusion", "class_names",
+                            "epoch", "set"}
+    assert metrics["images"] == 6 and metrics["set"] == "validation"
+    assert metrics["class_names"] == ["blue", "green", "red"]
+    assert metrics["epoch"] == result.best_epoch
+    assert 0 <= metrics["accuracy"] <= 1
+    assert sum(map(sum, metrics["confusion"])) == 6
+    assert [c["images"] for c in metrics["classes"]] == [2, 2, 2]
+    best = max(row["val_accuracy"] for row in result.history)
+    assert metrics["accuracy"] == pytest.approx(best, abs=1e-6)
+
+
+def test_the_pictures_have_their_sizes_and_content(finished):
+    result, _ = finished
+    curves = np.asarray(Image.open(result.run / "curves.png").convert("RGB"))
+    confusion = np.asarray(Image.open(result.run / "confusion.png").convert("RGB"))
+    assert curves.shape == (400, 1000, 3)
+    assert confusion.shape[0] >= 400
+    for picture in (curves, confusion):
+        assert picture.std() > 20
+
+
+def test_the_models_reload_with_plain_keras_and_carry_their_classes(finished, folder):
+    import keras
+
+    result, _ = finished
+    model = keras.models.load_model(result.run / "best.keras")
+    info = training.model_info(result.run / "best.keras")
+    assert info["class_names"] == ["blue", "green", "red"]
+    assert (info["preprocess"], info["resize"], info["input_shape"]) == ("caffe", "crop",
+                                                                         [16, 16, 3])
+    image = load_image(folder / "red" / "0.png", 3, (16, 16))
+    probabilities = model.predict_on_batch(preprocess(image[None], "caffe"))
+    assert probabilities.shape == (1, 3)
+    with pytest.raises(vggspec.InputError, match="not a .keras model file"):
+        training.model_info(ROOT / "README.md")
+
+
+def test_spec_yaml_is_the_resolved_spec_with_its_settings(finished):
+    result, _ = finished
+    spec = vggspec.load_spec(result.run / "spec.yaml")
+    assert spec.train.epochs == 3 and spec.train.learning_rate == 0.01
+    assert spec.train.preprocess == "caffe"
+    assert spec.head.classes == 3 and spec.blocks[0].convs[0].batch_norm.momentum == 0.9
+
+
+def test_tensorboard_logs_are_written(finished):
+    result, _ = finished
+    events = list((result.run / "logs").rglob("events.out.tfevents.*"))
+    assert {path.parent.name for path in events} == {"train", "validation"}
+
+
+def test_evaluate_reports_the_run_on_a_folder(finished, folder, tmp_path, capsys):
+    result, _ = finished
+    assert cli.main(["evaluate", str(result.run), "--data", str(folder), "--out",
+                     str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    figures = training.evaluate(result.run, folder)
+    assert figures["images"] == 30
+    assert out[0] == (f"accuracy {figures['accuracy']:.4f} "
+                      f"({round(figures['accuracy'] * 30)} of 30 images)")
+    assert [line.split()[0] for line in out[4:7]] == ["blue", "green", "red"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 30
+    assert Image.open(tmp_path / "eval" / "confusion.png").size[0] >= 400
+
+
+def test_evaluate_refuses_other_classes_and_foreign_models(finished, tmp_path, capsys):
+    result, _ = finished
+    other = make_folder(tmp_path / "other", per_class=1, classes=("red", "green", "cyan"))
+    assert cli.main(["evaluate", str(result.run), "--data", str(other)]) == 2
+    assert capsys.readouterr().err == (
+        f"{other}: its class folders differ from the model's classes: not in the other: "
+        f"'cyan'; missing: 'blue'\n")
+    import keras
+
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(plain)
+    assert cli.main(["evaluate", str(plain), "--data", str(other)]) == 2
+    assert capsys.readouterr().err == (f"{plain}: has no class names: not a model written "
+                                       f"by vggspec train\n")
+
+
+# --- resume -------------------------------------------------------------------------
+
+def test_resume_after_an_interrupt_ends_where_an_uninterrupted_run_does(
+        folder, spec_file, tmp_path):
+    settings = dict(epochs=4, seed=5, log=lambda line: None)
+    straight = training.train(spec_file, folder, tmp_path / "straight", **settings)
+
+    def interrupt_after_epoch_2(line: str) -> None:
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(training.TrainingInterrupted) as caught:
+        training.train(spec_file, folder, tmp_path / "resumed", epochs=4, seed=5,
+                       log=interrupt_after_epoch_2)
+    assert str(caught.value) == (f"interrupted in epoch 3: {tmp_path / 'resumed'} holds "
+                                 f"epochs 1-2; add --resume to continue from there")
+    assert json.loads((tmp_path / "resumed" / "state.json").read_text())["epochs_done"] == 2
+    resumed = training.train(spec_file, folder, tmp_path / "resumed", resume=True, **settings)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        np.testing.assert_allclose([row[key] for row in resumed.history],
+                                   [row[key] for row in straight.history], rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
+    with open(tmp_path / "resumed" / "history.csv") as handle:
+        assert len(handle.read().splitlines()) == 5
+
+
+def test_resume_refuses_another_spec_and_a_finished_run(finished, folder, tmp_path, capsys):
+    result, _ = finished
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("[16, max]", "[32, max]"))
+    assert cli.main(["train", str(other), "--data", str(folder), "--out", str(result.run),
+                     "--resume"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{result.run}: was made with another spec or other training settings (only "
+        f"epochs may change on --resume); compare {result.run}/spec.yaml")
+    assert cli.main(["train", str(result.run / "spec.yaml"), "--data", str(folder), "--out",
+                     str(result.run), "--resume"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{result.run}: already trained for 3 epochs; pass --epochs with more to continue it")
+    assert cli.main(["train", str(other), "--data", str(folder), "--out",
+                     str(tmp_path / "new"), "--resume"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{tmp_path / 'new'}: nothing to resume: no state.json and last.keras (a run saves "
+        f"them after its first epoch)")
+
+
+def test_ctrl_c_in_the_cli_exits_130_and_resume_finishes_the_run(folder, spec_file,
+                                                                   tmp_path):
+    """A real SIGINT to `vggspec train` after its first epoch line."""
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vggspec", "train", str(spec_file), "--data", str(folder),
+         "--out", str(run), "--epochs", "30"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch 1/30"):
+                process.send_signal(signal.SIGINT)
+                break
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    done = json.loads((run / "state.json").read_text())["epochs_done"]
+    assert err.splitlines()[-1] == (f"interrupted in epoch {done + 1}: {run} holds epochs "
+                                    f"1-{done}; add --resume to continue from there")
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files
+    # --epochs may grow or shrink on --resume: finish one epoch after the interrupt.
+    finished = run_cli("train", str(spec_file), "--data", str(folder), "--out", str(run),
+                       "--epochs", str(done + 1), "--resume")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines()[1].startswith(f"epoch {done + 1}/{done + 1}  loss ")
+    with open(run / "history.csv") as handle:
+        assert len(handle.read().splitlines()) == done + 2
+
+
+# --- bad data: one line, exit 2, before training -------------------------------------
+
+def test_bad_data_folders_are_refused_before_training(spec_file, tmp_path, capsys):
+    def refused(data, *extra) -> str:
+        assert cli.main(["train", str(spec_file), "--data", str(data), "--out",
+                         str(tmp_path / "run"), *extra]) == 2
+        assert not (tmp_path / "run").exists()
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
+    assert refused(tmp_path / "missing") == f"{tmp_path / 'missing'}: no such data folder"
+    (tmp_path / "empty").mkdir()
+    assert refused(tmp_path / "empty") == (f"{tmp_path / 'empty'}: has no class folders (one "
+                                           f"folder of images per class)")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    Image.new("RGB", (8, 8)).save(loose / "a.png")
+    assert refused(loose) == (f"{loose}: has images but no class folders: put each class's "
+                              f"images in a folder named after the class ({loose}/cat/1.jpg)")
+    hollow = make_folder(tmp_path / "hollow", per_class=2, classes=("a", "b"))
+    (hollow / "c").mkdir()
+    (hollow / "c" / "notes.txt").write_text("no images")
+    assert refused(hollow).startswith(f"{hollow}: class folder has no images (.jpg, ")
+    assert refused(hollow).endswith("): 'c'")
+    single = make_folder(tmp_path / "single", per_class=2, classes=("only",))
+    assert refused(single) == (f"{single}: only one class folder ('only'); a classifier "
+                               f"needs at least two")
+    seven = make_folder(tmp_path / "seven", per_class=1,
+                        classes=tuple("abcdefg"))
+    assert refused(seven) == (f"{spec_file}:7:35: $.head.classes: the spec has 3 classes, {seven} has "
+                              f"7 class folders; set head.classes: 7, or pass "
+                              f"--classes-from-data")
+    assert refused(seven, "--partial") == "--partial needs --weights"
+    other_val = make_folder(tmp_path / "val", per_class=1, classes=("x", "y", "z"))
+    three = make_folder(tmp_path / "three", per_class=2)
+    assert refused(three, "--val", str(other_val)) == (
+        f"{other_val}: its class folders differ from {three}'s: not in the other: 'x', 'y', "
+        f"'z'; missing: 'blue', 'green', 'red'")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.txt").write_text("")
+    assert cli.main(["train", str(spec_file), "--data", str(three), "--out",
+                     str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"{tmp_path / 'run'}: the folder holds an earlier run; "
+                                       f"pass --resume to continue it, or choose another "
+                                       f"--out\n")
+
+
+def test_specs_that_cannot_be_trained_are_refused_at_their_line(tmp_path, folder, capsys):
+    cases = {
+        "none.yaml": ("name: flat\ninput: {shape: [16, 16, 3]}\nblocks: [[8, max]]\n"
+                      "head: {type: none}\n",
+                      "none.yaml:4:14: $.head.type: head type none has no predictions layer "
+                      "to train; use dense, global_avg or global_max with classes"),
+        "open.yaml": ("name: any_size\ninput: {shape: [null, null, 3]}\nblocks: [[8, max]]\n"
+                      "head: {type: global_avg, classes: 3}\n",
+                      "open.yaml:2:16: $.input.shape: training needs a fixed input size, got "
+                      "?x?x3"),
+    }
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert cli.main(["train", str(tmp_path / name), "--data", str(folder), "--out",
+                         str(tmp_path / "run")]) == 1
+        assert capsys.readouterr().err.strip() == expected.replace(name, str(tmp_path / name))
+
+
+def test_classes_from_data_sets_the_head_and_a_global_head_without_classes_gets_them(
+        folder, tmp_path):
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(TINY.replace("classes: 3", "classes: 5"))
+    prepared = training.prepare(wrong, folder, tmp_path / "a", classes_from_data=True)
+    assert prepared.spec.head.classes == 3
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(TINY.replace(", classes: 3", ""))
+    assert training.prepare(bare, folder, tmp_path / "b").spec.head.classes == 3
+
+
+def test_unreadable_images_are_skipped_and_listed_at_the_end(tmp_path, spec_file, capsys):
+    data = make_folder(tmp_path / "data", per_class=4)
+    (data / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code = cli.main(["train", str(spec_file), "--data", str(data), "--out",
+                     str(tmp_path / "run"), "--epochs", "1", "--val-split", "0"])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [f"skipped: {data / 'red' / 'broken.png'}: not an image Pillow can "
+                        f"read", "1 images could not be read and were skipped"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["set"] == "training" and metrics["images"] == 12
+
+
+# --- the data pipeline ----------------------------------------------------------------
+
+def test_scan_and_split_are_sorted_stratified_and_seeded(folder):
+    found = scan_folder(folder)
+    assert found.class_names == ("blue", "green", "red") and found.counts() == [10, 10, 10]
+    train_a, val_a = split(found, 0.2, seed=1)
+    train_b, val_b = split(found, 0.2, seed=1)
+    assert np.array_equal(val_a, val_b) and len(val_a) == 6 and len(train_a) == 24
+    assert np.bincount(np.asarray(found.labels)[val_a]).tolist() == [2, 2, 2]
+    assert set(train_a).isdisjoint(val_a)
+    assert not np.array_equal(split(found, 0.2, seed=2)[1], val_a)
+    assert len(split(found, 0.0, seed=1)[1]) == 0
+
+
+def test_batches_hold_exactly_what_features_prepares(folder):
+    found = scan_folder(folder)
+    files = list(found.files[:5])
+    decoded = decode(files, 3, (16, 16), "crop")
+    expected = np.stack([preprocess(load_image(f, 3, (16, 16), "crop"), "torch")
+                         for f in files])
+    x, y = next(iter(batches(decoded.images, np.arange(5) % 3, 3, 5, "torch")))
+    np.testing.assert_allclose(x.numpy(), expected, rtol=0, atol=2e-6)
+    assert y.numpy().argmax(axis=1).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_each_epoch_is_a_seeded_permutation_and_augmentation_is_reproducible(folder):
+    import tensorflow as tf
+
+    from vggspec.spec_types import Augment
+
+    images = decode(list(scan_folder(folder).files), 3, (16, 16)).images
+    labels = np.arange(len(images)) % 3
+    epoch = tf.Variable(0, dtype=tf.int64)
+    augment = Augment(flip=True, crop=True, crop_scale=0.5)
+
+    def one_epoch(seed: int, number: int):
+        epoch.assign(number)
+        dataset = batches(images, labels, 3, 7, "none", seed=seed, epoch=epoch,
+                          augment=augment)
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    first, labels_first = one_epoch(3, 0)
+    again, _ = one_epoch(3, 0)
+    second, labels_second = one_epoch(3, 1)
+    assert first.shape == (30, 16, 16, 3)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+    assert sorted(labels_first.argmax(1)) == sorted(labels_second.argmax(1)) == sorted(labels)
+    assert first.min() >= 0 and first.max() <= 255 and first.std() > 1
