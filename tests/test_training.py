@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -76,9 +77,9 @@ def test_a_run_learns_and_leaves_every_file(finished, spec_file):
          "metrics.json", "spec.yaml", "state.json", "logs"])
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert lines[0] == ("data: 24 training and 6 validation images, 3 classes; "
-                        "preprocessing caffe, crop")
-    assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 1/3", "epoch 2/3",
+    assert lines[:2] == ["devices: 1 device", "data: 24 training and 6 validation images, "
+                         "3 classes; preprocessing caffe, crop"]
+    assert [line.split("  ")[0] for line in lines[2:]] == ["epoch 1/3", "epoch 2/3",
                                                           "epoch 3/3"]
     with open(run / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -245,7 +246,7 @@ def test_ctrl_c_in_the_cli_exits_130_and_resume_finishes_the_run(folder, spec_fi
     finished = run_cli("train", str(spec_file), "--data", str(folder), "--out", str(run),
                        "--epochs", str(done + 1), "--resume")
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.splitlines()[1].startswith(f"epoch {done + 1}/{done + 1}  loss ")
+    assert finished.stdout.splitlines()[2].startswith(f"epoch {done + 1}/{done + 1}  loss ")
     with open(run / "history.csv") as handle:
         assert len(handle.read().splitlines()) == done + 2
 
@@ -390,3 +391,60 @@ def test_each_epoch_is_a_seeded_permutation_and_augmentation_is_reproducible(fol
     assert not np.array_equal(first, second)
     assert sorted(labels_first.argmax(1)) == sorted(labels_second.argmax(1)) == sorted(labels)
     assert first.min() >= 0 and first.max() <= 255 and first.std() > 1
+
+
+# --- several machines ---------------------------------------------------------------
+
+WORKER = """
+import hashlib, sys
+import numpy as np
+from vggspec import training
+result = training.train(sys.argv[1], sys.argv[2], sys.argv[3], epochs=1)
+weights = b"".join(np.asarray(v.numpy()).tobytes() for v in result.model.weights)
+print("weights", hashlib.sha256(weights).hexdigest(), len(result.model.weights))
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for handle in sockets:
+        handle.bind(("127.0.0.1", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
+
+def test_two_workers_on_this_machine_train_to_identical_weights_and_only_the_chief_writes(
+        folder, spec_file, tmp_path):
+    """MultiWorkerMirroredStrategy through TF_CONFIG, with batch norm synchronised: the
+    weights after one epoch, moving statistics included, agree bit for bit."""
+    ports = free_ports(2)
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config)}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(spec_file), str(folder),
+             str(tmp_path / f"run{index}")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=240))
+    finally:
+        for process in processes:  # a worker whose peer died waits forever otherwise
+            process.kill()
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-2000:]
+    chief, worker = (out.splitlines() for out, _ in outputs)
+    assert chief[0] == "devices: 2 replicas on 2 workers"
+    assert chief[-1].startswith("weights ") and chief[-1].endswith(" 14")  # 2 convs, 2 batch norms, predictions
+    assert worker == [chief[-1]]  # the worker prints nothing but its weights
+    assert sorted(p.name for p in (tmp_path / "run0").iterdir()) == sorted(
+        ["best.keras", "last.keras", "history.csv", "curves.png", "confusion.png",
+         "metrics.json", "spec.yaml", "state.json", "logs"])
+    assert not (tmp_path / "run1").exists()

@@ -17,9 +17,10 @@ Models are saved as plain ``.keras`` files (``keras.models.load_model`` reads th
 one more entry in the archive, ``vggspec.json``: the class names, the preprocessing, the
 resize policy and the resolved spec. ``model_info`` reads it.
 
-Distribution is TensorFlow's: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
-cluster, ``MirroredStrategy`` over several local GPUs, else the default; batch norm is
-synchronised across replicas when there are several.
+Distribution is TensorFlow's (vggspec.distribute): ``MultiWorkerMirroredStrategy`` when
+``TF_CONFIG`` names a cluster, ``MirroredStrategy`` over several local GPUs, else the
+default; batch norm is synchronised across replicas when there are several, and only the
+chief writes into the run folder.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 @dataclass
 class RunResult:
     """What a training run left: its folder, the per-epoch history, the best epoch's
-    figures (``metrics``: see vggspec.evaluation.metrics) and the images skipped."""
+    figures (``metrics``: see vggspec.evaluation.metrics; {} on workers other than the
+    chief), the images skipped, and the trained model as the last epoch left it."""
 
     run: Path
     history: list[dict]
@@ -75,6 +77,7 @@ class RunResult:
     best_epoch: int
     failed: list[str] = field(default_factory=list)
     class_names: tuple[str, ...] = ()
+    model: Any = field(default=None, repr=False)
 
 
 # --- settings -------------------------------------------------------------------------
@@ -124,31 +127,6 @@ def _shape(shape) -> str:
 
 
 # --- the model ------------------------------------------------------------------------
-
-def strategy():
-    """TensorFlow's distribution strategy for this process: multi-worker when TF_CONFIG
-    names a cluster, mirrored over several local GPUs, else the default one."""
-    import tensorflow as tf
-
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    if len(config.get("cluster", {}).get("worker", [])) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(current=None) -> bool:
-    """Whether this process writes the run's files: always, unless TF_CONFIG makes it a
-    worker other than worker 0 (or a chief task exists and this is not it)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if not task:
-        return True
-    if "chief" in config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
 
 def _optimizer(settings: Train, steps_per_epoch: int, epochs: int):
     import keras
@@ -330,8 +308,12 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
     from .features import check_preprocessing, default_preprocessing
     from .plan import DEFAULT_MAX_WEIGHT_BYTES
 
+    from .distribute import is_chief
+
     run = Path(out)
-    state = _check_run_folder(run, resume)
+    # Workers other than the chief write nothing into the run folder, so they do not
+    # check it either (on a shared disk the chief may be filling it already).
+    state = _check_run_folder(run, resume) if resume or is_chief() else None
     spec = as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES).spec
     settings = settings_for(spec, **overrides)
     folder = scan_folder(data)
@@ -416,14 +398,20 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     from . import data as data_module
     from .data import decode
 
-    say = log or (lambda line: print(line, flush=True))
+    from .distribute import describe, is_chief, multi_worker_fit, strategy
+
+    # First: a multi-worker strategy must exist before TensorFlow runs anything else.
+    distribution = strategy()
+    chief = is_chief()
+    say = (log or (lambda line: print(line, flush=True))) if chief else (lambda line: None)
     spec, settings, run, state = prepared.spec, prepared.settings, prepared.run, \
         prepared.state
     names = prepared.class_names
     classes, channels, size = len(names), spec.input_shape[2], spec.input_shape[:2]
     preprocess = settings.preprocess
-    run.mkdir(parents=True, exist_ok=True)
-    chief = is_chief()
+    if chief:
+        run.mkdir(parents=True, exist_ok=True)
+    say(f"devices: {describe(distribution)}")
     say(f"data: {len(prepared.train_files):,} training and {len(prepared.val_files):,} "
         f"validation images, {classes} classes; preprocessing {preprocess}, "
         f"{settings.resize}")
@@ -438,7 +426,6 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     import keras
     import tensorflow as tf
 
-    distribution = strategy()
     replicas = distribution.num_replicas_in_sync
     keras.utils.set_random_seed(settings.seed)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -467,9 +454,10 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs"),
                                                      write_graph=False))
     try:
-        model.fit(training, validation_data=validation, epochs=epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
-                  verbose=1 if progress_bar else 0)
+        with multi_worker_fit(distribution):
+            model.fit(training, validation_data=validation, epochs=epochs,
+                      initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
+                      verbose=1 if progress_bar and chief else 0)
     except KeyboardInterrupt:
         done = len(recorder.history)
         where = (f"{run} holds epochs 1-{done}; add --resume to continue from there"
@@ -491,7 +479,7 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
         _write_text(run / "metrics.json", json.dumps(metrics, indent=1) + "\n")
         write_confusion(np.asarray(metrics["confusion"]), list(names), run / "confusion.png",
                         title=f"{spec.name}, epoch {best_epoch}, {metrics['set']} images")
-    return RunResult(run, recorder.history, metrics, best_epoch, failed, names)
+    return RunResult(run, recorder.history, metrics, best_epoch, failed, names, model)
 
 
 def _difference(have, want) -> str:
