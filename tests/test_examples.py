@@ -47,3 +47,21 @@ def test_perceptual_loss():
     assert [row[0] for row in rows] == ["block1_conv2", "block2_conv2", "block3_conv3",
                                         "block4_conv3"]
     assert all(float(row[-1]) > 0 and float(row[-2]) > 0 for row in rows)
+
+
+def test_train_digits_learns_real_digits_in_three_epochs(tmp_path):
+    """The issue's target (97% in the spec's 12 epochs) is shown in the README; here 3
+    epochs must already pass 90% on the 359 held-out digits."""
+    import json
+
+    out = tmp_path / "digits"
+    lines = run_example("train_digits.py", "--out", str(out), "--epochs", "3").stdout
+    lines = lines.splitlines()
+    assert lines[0] == f"wrote 1,797 digits to {tmp_path / 'digits-images'}/"
+    assert lines[1].startswith("$ vggspec train ") and lines[1].endswith(" --epochs 3")
+    assert [len(list((tmp_path / "digits-images" / str(d)).iterdir())) for d in range(10)] \
+        == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 359 and metrics["accuracy"] >= 0.9
+    assert lines[-1] == (f"validation accuracy {metrics['accuracy']:.4f} on 359 digits "
+                         f"(best epoch {metrics['epoch']})")
