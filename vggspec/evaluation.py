@@ -226,7 +226,8 @@ def render_confusion(matrix, class_names: Sequence[str], title: str = ""):
     axes.set_yticks(ticks)
     # parse_math off: a class called "$5 note" is text, not a broken formula.
     axes.set_yticklabels(labels, fontsize=font, parse_math=False)
-    if classes <= 5 and max(len(label) for label in labels) <= 8:
+    longest = max(len(label) for label in labels)
+    if (classes <= 5 and longest <= 8) or (classes <= MAX_NUMBERED and longest <= 2):
         axes.set_xticklabels(labels, fontsize=font, parse_math=False)
     else:
         axes.set_xticklabels(labels, fontsize=font, parse_math=False,
