@@ -448,3 +448,53 @@ def test_two_workers_on_this_machine_train_to_identical_weights_and_only_the_chi
         ["best.keras", "last.keras", "history.csv", "curves.png", "confusion.png",
          "metrics.json", "spec.yaml", "state.json", "logs"])
     assert not (tmp_path / "run1").exists()
+
+
+def test_a_tf_config_that_is_not_json_is_one_line(spec_file, folder, tmp_path, monkeypatch,
+                                                  capsys):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    assert cli.main(["train", str(spec_file), "--data", str(folder), "--out",
+                     str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "TF_CONFIG is not JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)); see the README's Training on several machines")
+
+
+# --- the train section of a spec ------------------------------------------------------
+
+def test_the_train_section_is_checked_at_its_lines_and_merged_by_extends(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(TINY.replace("train: {epochs: 3, batch_size: 8, learning_rate: 0.01}",
+                                 "train:\n  epochs: 3\n  augment: {flip: true}\n"))
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: ./base.yaml\ntrain:\n  optimizer: sgd\n  augment: {crop: true}\n")
+    spec = vggspec.load_spec(child)
+    assert (spec.train.epochs, spec.train.optimizer) == (3, "sgd")
+    assert (spec.train.augment.flip, spec.train.augment.crop) == (True, True)
+    assert spec.train.learning_rate == 0.001 and spec.train.momentum == 0.9  # schema defaults
+    assert vggspec.load_spec(spec_file_text(tmp_path, TINY.replace(
+        "train: {epochs: 3, batch_size: 8, learning_rate: 0.01}\n", ""))).train is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("batch_size: 8", "batch_size: 0, optimizer: lion"))
+    with pytest.raises(vggspec.SpecError) as caught:
+        vggspec.plan(bad)
+    assert [str(issue) for issue in caught.value.issues] == [
+        f"{bad}:8:32: $.train.batch_size: must be at least 1, got 0",
+        f"{bad}:8:46: $.train.optimizer: must be one of adamw, sgd, adam, got 'lion'"]
+
+
+def spec_file_text(folder: Path, text: str) -> Path:
+    path = folder / "plain.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_flags_override_the_spec_and_the_resolved_spec_records_them(spec_file, folder,
+                                                                      tmp_path):
+    prepared = training.prepare(spec_file, folder, tmp_path / "run", epochs=7, seed=9,
+                                optimizer="sgd", preprocess="tf")
+    assert (prepared.settings.epochs, prepared.settings.seed, prepared.settings.optimizer,
+            prepared.settings.batch_size) == (7, 9, "sgd", 8)
+    assert prepared.spec.to_dict()["train"]["preprocess"] == "tf"
+    with pytest.raises(TypeError, match="unknown training settings: colour"):
+        training.settings_for(prepared.spec, colour="red")

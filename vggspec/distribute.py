@@ -33,10 +33,20 @@ PATCHED_KERAS = "3.15."
 
 
 def cluster() -> dict:
-    """TF_CONFIG as a dict ({} when unset); raises ValueError for text that is not JSON."""
+    """TF_CONFIG as a dict ({} when unset); raises UsageError for anything but a JSON
+    object."""
+    from .errors import UsageError, clip
+
     text = os.environ.get("TF_CONFIG") or "{}"
-    config = json.loads(text)
-    return config if isinstance(config, dict) else {}
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"TF_CONFIG is not JSON ({clip(str(error), 80)}); see the README's "
+                         f"Training on several machines") from None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster", {}), dict) \
+            or not isinstance(config.get("task", {}), dict):
+        raise UsageError("TF_CONFIG must be a JSON object with a cluster and a task mapping")
+    return config
 
 
 def is_multi_worker() -> bool:
