@@ -172,6 +172,18 @@ def test_evaluate_refuses_other_classes_and_foreign_models(finished, tmp_path, c
     assert cli.main(["evaluate", str(plain), "--data", str(other)]) == 2
     assert capsys.readouterr().err == (f"{plain}: has no class names: not a model written "
                                        f"by vggspec train\n")
+    import zipfile
+
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(plain.read_bytes())
+    with zipfile.ZipFile(damaged, "a") as archive:
+        archive.writestr("vggspec.json", json.dumps({
+            "class_names": ["red", "green", "cyan"], "input_shape": [16, "16", 3],
+            "preprocess": "caffe", "resize": "crop"}))
+    assert cli.main(["evaluate", str(damaged), "--data", str(other)]) == 2
+    assert capsys.readouterr().err == (
+        f"{damaged}: its vggspec.json is damaged (class names, input shape, preprocessing or "
+        f"resize policy)\n")
 
 
 # --- resume -------------------------------------------------------------------------

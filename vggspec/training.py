@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -42,13 +41,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ._files import atomic_path
-from .errors import InputError, UsageError, clip, printable, quote
+from .errors import InputError, UsageError, clip, quote
 from .spec_types import Spec, Train
 
 INFO_ENTRY = "vggspec.json"
 STATE_FILE = "state.json"
-RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "confusion.png",
-             "metrics.json", "spec.yaml", STATE_FILE, "logs")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                    "images_per_second", "seconds")
 
@@ -239,7 +236,7 @@ def _csv_value(value):
 def _spec_yaml(spec: Spec) -> str:
     import yaml
 
-    header = (f"# The spec this run trained, every default written out (vggspec train)\n")
+    header = "# The spec this run trained, every default written out (vggspec train)\n"
     return header + yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None)
 
 
@@ -611,20 +608,18 @@ def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
     if not path.is_file():
         raise InputError(f"{path}: no such model file (give a run folder or a .keras file "
                          f"written by vggspec train)")
-    info = model_info(path)
-    names = info.get("class_names")
-    if not isinstance(names, list) or not names:
-        raise InputError(f"{path}: has no class names: not a model written by vggspec train")
+    info = _checked_info(path, model_info(path))
+    names = info["class_names"]
     folder = scan_folder(data)
     if list(folder.class_names) != names:
         raise InputError(f"{data}: its class folders differ from the model's classes: "
                          f"{_difference(folder.class_names, names)}")
-    shape = info["input_shape"]
-    decoded = decode(list(folder.files), shape[2], tuple(shape[:2]), info["resize"])
     if out is not None:
         from ._files import check_output_dir
 
         check_output_dir(out)
+    shape = info["input_shape"]
+    decoded = decode(list(folder.files), shape[2], tuple(shape[:2]), info["resize"])
     import keras
 
     from . import layers  # noqa: F401  registers LRN for load_model
@@ -639,3 +634,24 @@ def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
         write_confusion(np.asarray(result["confusion"]), names, Path(out) / "confusion.png",
                         title=f"{path.name} on {Path(data).name}")
     return result
+
+
+def _checked_info(path: Path, info: dict) -> dict:
+    """``info`` (a model's vggspec.json) if it says what evaluate needs in the forms
+    train writes; a file from elsewhere may say anything."""
+    from .features import PREPROCESSING, RESIZE_POLICIES
+
+    names = info.get("class_names")
+    if not isinstance(names, list) or not names:
+        raise InputError(f"{path}: has no class names: not a model written by vggspec train")
+    shape = info.get("input_shape")
+    sound = (all(isinstance(name, str) for name in names)
+             and isinstance(shape, list) and len(shape) == 3
+             and all(isinstance(size, int) and not isinstance(size, bool)
+                     and 1 <= size <= 8192 for size in shape) and shape[2] <= 4
+             and info.get("preprocess") in PREPROCESSING
+             and info.get("resize") in RESIZE_POLICIES)
+    if not sound:
+        raise InputError(f"{path}: its {INFO_ENTRY} is damaged (class names, input shape, "
+                         f"preprocessing or resize policy)")
+    return info
