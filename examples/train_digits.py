@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -51,7 +52,9 @@ def main() -> int:
                "--data", str(images), "--out", str(out)]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
-    print("$", shlex.join(["vggspec", *command[3:]]), flush=True)
+    shown = [os.path.relpath(part) if part == str(HERE / "digits.yaml") else part
+             for part in command[3:]]
+    print("$", shlex.join(["vggspec", *shown]), flush=True)
     finished = subprocess.run(command)
     if finished.returncode != 0:
         return finished.returncode

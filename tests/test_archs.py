@@ -209,14 +209,14 @@ def test_every_spec_the_readme_shows_passes_vggspec_and_the_raw_schema():
     from conftest import raw_schema_problems
 
     blocks = readme_yaml_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     base = {"name": "readme", "input": {"shape": [224, 224, 3]},
             "blocks": [[64, "max"]], "head": {"type": "none"}}
     for text in blocks:
         data = yaml.safe_load(text)
         if isinstance(data, list):          # a fragment of blocks
             data = {**base, "blocks": data}
-        elif set(data) == {"head"}:         # a fragment: a head
+        elif set(data) in ({"head"}, {"train"}):   # a fragment: a head, training settings
             data = {**base, **data}
         document = yaml.safe_dump(data, sort_keys=False)
         assert raw_schema_problems(document) == [], text

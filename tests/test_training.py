@@ -163,8 +163,8 @@ def test_evaluate_refuses_other_classes_and_foreign_models(finished, tmp_path, c
     other = make_folder(tmp_path / "other", per_class=1, classes=("red", "green", "cyan"))
     assert cli.main(["evaluate", str(result.run), "--data", str(other)]) == 2
     assert capsys.readouterr().err == (
-        f"{other}: its class folders differ from the model's classes: not in the other: "
-        f"'cyan'; missing: 'blue'\n")
+        f"{other}: its class folders differ from the model's classes: folders not among the "
+        f"model's classes: 'cyan'; model's classes with no folder: 'blue'\n")
     import keras
 
     plain = tmp_path / "plain.keras"
@@ -300,10 +300,17 @@ def test_bad_data_folders_are_refused_before_training(spec_file, tmp_path, capsy
     other_val = make_folder(tmp_path / "val", per_class=1, classes=("x", "y", "z"))
     three = make_folder(tmp_path / "three", per_class=2)
     assert refused(three, "--val", str(other_val)) == (
-        f"{other_val}: its class folders differ from {three}'s: not in the other: 'x', 'y', "
-        f"'z'; missing: 'blue', 'green', 'red'")
+        f"{other_val}: its class folders differ from {three}'s: folders not among the "
+        f"training classes: 'x', 'y', 'z'; training classes with no folder: 'blue', 'green', "
+        f"'red'")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "old.txt").write_text("")
+    assert cli.main(["train", str(spec_file), "--data", str(three), "--out",
+                     str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"{tmp_path / 'run'}: the folder is not empty "
+                                       f"('old.txt') and holds no run; give --out a new or "
+                                       f"empty folder\n")
+    (tmp_path / "run" / "state.json").write_text("{}")
     assert cli.main(["train", str(spec_file), "--data", str(three), "--out",
                      str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (f"{tmp_path / 'run'}: the folder holds an earlier run; "
@@ -346,9 +353,12 @@ def test_unreadable_images_are_skipped_and_listed_at_the_end(tmp_path, spec_file
     code = cli.main(["train", str(spec_file), "--data", str(data), "--out",
                      str(tmp_path / "run"), "--epochs", "1", "--val-split", "0"])
     assert code == 2
-    err = capsys.readouterr().err.splitlines()
+    out, err = capsys.readouterr()
+    err = err.splitlines()
     assert err[-2:] == [f"skipped: {data / 'red' / 'broken.png'}: not an image Pillow can "
-                        f"read", "1 images could not be read and were skipped"]
+                        f"read", "1 image could not be read and was skipped"]
+    assert out.splitlines()[1] == ("data: 12 training and 0 validation images (1 unreadable, "
+                                   "skipped), 3 classes; preprocessing caffe, crop")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["set"] == "training" and metrics["images"] == 12
 
@@ -510,3 +520,41 @@ def test_flags_override_the_spec_and_the_resolved_spec_records_them(spec_file, f
     assert prepared.spec.to_dict()["train"]["preprocess"] == "tf"
     with pytest.raises(TypeError, match="unknown training settings: colour"):
         training.settings_for(prepared.spec, colour="red")
+
+
+def test_ctrl_c_while_an_epoch_is_written_waits_until_its_files_are_all_written():
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with training._interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("every file of the epoch")
+    assert written == ["every file of the epoch"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_readme_train_block_shows_the_schema_defaults():
+    import re
+
+    import yaml
+
+    from vggspec.spec_types import Train
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(train:\n.*?)```", readme, re.S).group(1)
+    shown = yaml.safe_load(block)["train"]
+    assert shown == {key: value for key, value in Train().to_dict().items()
+                     if key != "preprocess"}
+    assert "# preprocess:" in block
+
+
+def test_mixed_precision_trains_with_float32_predictions_and_restores_the_policy(
+        folder, spec_file, tmp_path):
+    import keras
+
+    result = training.train(spec_file, folder, tmp_path / "run", epochs=1,
+                            precision="bfloat16", log=lambda line: None)
+    model = result.model
+    assert model.get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    assert np.isfinite(result.history[0]["loss"])
+    assert keras.config.dtype_policy().name == "float32"

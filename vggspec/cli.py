@@ -468,8 +468,8 @@ def _share(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a share from 0 up to 1 (0.2 holds out a "
-                                         f"fifth), got {printable(repr(text))}")
+        raise argparse.ArgumentTypeError(f"must be a share at least 0 and below 1 (0.2 holds "
+                                         f"out a fifth), got {printable(repr(text))}")
     return value
 
 
@@ -505,7 +505,12 @@ def cmd_train(args) -> int:
                        max_cache_bytes=_bytes(args.max_cache_gib), **overrides)
     prepared.weights = _check_weights(args.weights, layout.spec, args)  # last: may download
     settings = prepared.settings
-    print(f"training {prepared.spec.name} for {settings.epochs} epochs, batch "
+    if prepared.spec.head.classes != layout.spec.head.classes:
+        print(f"classes: {prepared.spec.head.classes}, from the class folders"
+              + (f" (the spec says {layout.spec.head.classes})" if layout.spec.head.classes
+                 else ""), file=sys.stderr)
+    print(f"training {prepared.spec.name} for {settings.epochs} "
+          f"epoch{'s' * (settings.epochs != 1)}, batch "
           f"{settings.batch_size}, {settings.optimizer} at {settings.learning_rate:g} "
           f"({settings.schedule}), seed {settings.seed}"
           + (f", resuming after epoch {prepared.state['epochs_done']}" if prepared.state
@@ -518,12 +523,16 @@ def cmd_train(args) -> int:
         return 130
     metrics = result.metrics
     if metrics:
-        print(f"best: epoch {result.best_epoch}, {metrics['set']} accuracy "
-              f"{metrics['accuracy']:.4f}"
-              + (f", top-5 {metrics['top5_accuracy']:.4f}" if "top5_accuracy" in metrics
-                 else ""))
+        top5 = f", top-5 {metrics['top5_accuracy']:.4f}" if "top5_accuracy" in metrics else ""
+        if metrics["set"] == "validation":
+            print(f"best: epoch {result.best_epoch}, validation accuracy "
+                  f"{metrics['accuracy']:.4f}{top5}")
+        else:
+            print(f"best: epoch {result.best_epoch} by training accuracy (no validation "
+                  f"images); its accuracy on the training images, in inference mode: "
+                  f"{metrics['accuracy']:.4f}{top5}")
         print(f"wrote {printable(str(result.run))}/: best.keras, last.keras, history.csv, "
-              f"curves.png, confusion.png, metrics.json, spec.yaml, logs/")
+              f"curves.png, confusion.png, metrics.json, spec.yaml, state.json, logs/")
     return _list_failed(result.failed, "images")
 
 
@@ -531,7 +540,8 @@ def _list_failed(failed: list[str], what: str) -> int:
     for reason in failed:
         print(f"skipped: {printable(reason)}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} {what} could not be read and were skipped", file=sys.stderr)
+        print(f"{len(failed)} {what if len(failed) != 1 else what[:-1]} could not be read and "
+              f"{'were' if len(failed) != 1 else 'was'} skipped", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
     return EXIT_OK
 
@@ -762,6 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(run=cmd_features,
                           finish=lambda args: _gather_images(args, features))
 
+    from .schema import train_defaults
+
+    TRAIN = train_defaults()
     train = commands.add_parser(
         "train", parents=common,
         help="train the network on a folder of class folders; resumable",
@@ -788,13 +801,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="validation images, with the same class folders (default: hold "
                             "out --val-split of each class)")
     train.add_argument("--val-split", type=_share, metavar="SHARE",
-                       help="share of each class held out for validation (spec: 0.2)")
-    train.add_argument("--epochs", type=_count(100000), metavar="N")
-    train.add_argument("--batch-size", type=_count(65536), metavar="N")
-    train.add_argument("--learning-rate", type=_positive, metavar="RATE")
-    train.add_argument("--optimizer", choices=("adamw", "sgd", "adam"))
+                       help=f"share of each class held out for validation (spec default: "
+                            f"{TRAIN['val_split']})")
+    train.add_argument("--epochs", type=_count(100000), metavar="N",
+                       help=f"passes over the training images (spec default: {TRAIN['epochs']}); may "
+                            "change on "
+                            "--resume")
+    train.add_argument("--batch-size", type=_count(65536), metavar="N",
+                       help=f"images per step, across all devices (spec default: {TRAIN['batch_size']})")
+    train.add_argument("--learning-rate", type=_positive, metavar="RATE",
+                       help=f"peak learning rate (spec default: {TRAIN['learning_rate']})")
+    train.add_argument("--optimizer", choices=("adamw", "sgd", "adam"),
+                       help=f"(spec default: {TRAIN['optimizer']})")
     train.add_argument("--seed", type=_seed, metavar="N",
-                       help="seeds initialisation, split, order and augmentation (spec: 0)")
+                       help=f"seeds initialisation, split, order and augmentation (spec "
+                            f"default: {TRAIN['seed']})")
     train.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
                        help="float32, or mixed precision (faster on GPUs, slower on CPUs)")
     train.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
@@ -824,11 +845,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "the same classes, and print accuracy, top-5 accuracy (above five "
                     "classes) and each class's precision and recall. Images are prepared "
                     "as in training.", epilog=EPILOG)
-    evaluate.add_argument("model", metavar="RUN_OR_MODEL")
-    evaluate.add_argument("--data", required=True, metavar="DIR")
+    evaluate.add_argument("model", metavar="RUN_OR_MODEL",
+                          help="a run folder of vggspec train (its best.keras is used) or a "
+                               ".keras file it wrote")
+    evaluate.add_argument("--data", required=True, metavar="DIR",
+                          help="images, one folder per class, with the model's classes")
     evaluate.add_argument("--out", metavar="DIR",
                           help="also write metrics.json and confusion.png into this folder")
-    evaluate.add_argument("--batch-size", type=_count(65536), default=64, metavar="N")
+    evaluate.add_argument("--batch-size", type=_count(65536), default=64, metavar="N",
+                          help="images per forward pass (64)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     diagram = commands.add_parser(

@@ -268,9 +268,15 @@ def _check_run_folder(run: Path, resume: bool) -> dict | None:
     if run.exists():
         if not run.is_dir():
             raise InputError(f"{run}: exists and is not a folder")
-        if any(run.iterdir()):
+        if (run / STATE_FILE).exists():
             raise InputError(f"{run}: the folder holds an earlier run; pass --resume to "
                              f"continue it, or choose another --out")
+        inside = sorted(entry.name for entry in os.scandir(run))
+        if inside:
+            shown = ", ".join(quote(name) for name in inside[:3])
+            more = f" and {len(inside) - 3} more" if len(inside) > 3 else ""
+            raise InputError(f"{run}: the folder is not empty ({shown}{more}) and holds no "
+                             f"run; give --out a new or empty folder")
     return None
 
 
@@ -326,7 +332,8 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
         val_folder = scan_folder(val, "validation folder")
         if val_folder.class_names != folder.class_names:
             raise InputError(f"{val}: its class folders differ from {data}'s: "
-                             f"{_difference(val_folder.class_names, folder.class_names)}")
+                             + _difference(val_folder.class_names, folder.class_names,
+                                           theirs="training classes"))
         train_files, train_labels = list(folder.files), labels
         val_files, val_labels = list(val_folder.files), np.asarray(val_folder.labels)
     else:
@@ -341,7 +348,9 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
                              f"{run}/spec.yaml")
         if state.get("class_names") != list(folder.class_names):
             raise InputError(f"{run}: was trained on other classes: "
-                             f"{_difference(folder.class_names, state.get('class_names', []))}")
+                             + _difference(folder.class_names,
+                                           _names(state.get("class_names")),
+                                           theirs="run's classes"))
         if int(state.get("epochs_done", 0)) >= settings.epochs:
             raise UsageError(f"{run}: already trained for {state['epochs_done']} epochs; "
                              f"pass --epochs with more to continue it")
@@ -409,12 +418,13 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     if chief:
         run.mkdir(parents=True, exist_ok=True)
     say(f"devices: {describe(distribution)}")
-    say(f"data: {len(prepared.train_files):,} training and {len(prepared.val_files):,} "
-        f"validation images, {classes} classes; preprocessing {preprocess}, "
-        f"{settings.resize}")
     train_images = decode(prepared.train_files, channels, size, settings.resize)
     val_images = decode(prepared.val_files, channels, size, settings.resize)
     failed = data_module.describe_failures(train_images.failed + val_images.failed)
+    unreadable = f" ({len(failed):,} unreadable, skipped)" if failed else ""
+    say(f"data: {len(train_images.kept):,} training and {len(val_images.kept):,} "
+        f"validation images{unreadable}, {classes} classes; preprocessing {preprocess}, "
+        f"{settings.resize}")
     train_y = prepared.train_labels[train_images.kept]
     val_y = prepared.val_labels[val_images.kept]
     if len(train_y) == 0:
@@ -479,14 +489,24 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     return RunResult(run, recorder.history, metrics, best_epoch, failed, names, model)
 
 
-def _difference(have, want) -> str:
+def _names(value) -> list[str]:
+    return [str(name) for name in value] if isinstance(value, list) else []
+
+
+def _difference(have, want, mine: str = "folders", theirs: str = "classes") -> str:
+    """What differs between two lists of class names, in words: what ``have`` has that
+    ``want`` lacks, and the reverse (five names each, then a count)."""
+    def listed(names) -> str:
+        shown = ", ".join(quote(name) for name in names[:5])
+        return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
     extra = [name for name in have if name not in want]
     missing = [name for name in want if name not in have]
     parts = []
     if extra:
-        parts.append("not in the other: " + ", ".join(quote(n) for n in extra[:5]))
+        parts.append(f"{mine} not among the {theirs}: {listed(extra)}")
     if missing:
-        parts.append("missing: " + ", ".join(quote(n) for n in missing[:5]))
+        parts.append(f"{theirs} with no folder: {listed(missing)}")
     return "; ".join(parts) or "the same names in another order"
 
 
@@ -554,13 +574,16 @@ class _RecorderMixin:
                "learning_rate": rate,
                "images_per_second": self.images / max(elapsed - self.testing, 1e-9),
                "seconds": elapsed}
-        self.history.append(row)
-        monitored = row.get(self.monitor, row.get("accuracy", 0.0))
-        improved = monitored > self.best
-        if improved:
-            self.best, self.best_epoch = monitored, epoch + 1
-        if self.chief:
-            self._write(improved)
+        with _interrupts_deferred():
+            # An epoch counts once its files are all written: Ctrl-C while they are
+            # leaves the files, the state and the message agreeing.
+            self.history.append(row)
+            monitored = row.get(self.monitor, row.get("accuracy", 0.0))
+            improved = monitored > self.best
+            if improved:
+                self.best, self.best_epoch = monitored, epoch + 1
+            if self.chief:
+                self._write(improved)
         self.say(_epoch_line(row, self.epochs) + (" *" if improved else ""))
 
     def _write(self, improved: bool) -> None:
@@ -576,8 +599,29 @@ class _RecorderMixin:
         state = {"epochs_done": len(self.history), "best": self.best,
                  "best_epoch": self.best_epoch, "history": self.history,
                  "class_names": self.info["class_names"], "spec": _fingerprint(self.spec)}
-        # Last: a state file always describes a last.keras that is already in place.
+        # Last, so that a crash between files leaves the state of the epoch before.
         _write_text(run / STATE_FILE, json.dumps(state, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: the files of one epoch
+    are written all or none. Only the main thread can hold signals; elsewhere the block
+    runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
@@ -613,7 +657,7 @@ def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
     folder = scan_folder(data)
     if list(folder.class_names) != names:
         raise InputError(f"{data}: its class folders differ from the model's classes: "
-                         f"{_difference(folder.class_names, names)}")
+                         + _difference(folder.class_names, names, theirs="model's classes"))
     if out is not None:
         from ._files import check_output_dir
 
