@@ -189,7 +189,12 @@ def test_evaluate_refuses_other_classes_and_foreign_models(finished, tmp_path, c
 # --- resume -------------------------------------------------------------------------
 
 def test_resume_after_an_interrupt_ends_where_an_uninterrupted_run_does(
-        folder, spec_file, tmp_path):
+        folder, tmp_path):
+    """With dropout and both augmentations, whose random draws must resume too."""
+    spec_file = tmp_path / "random.yaml"
+    spec_file.write_text(TINY.replace("classes: 3}", "classes: 3, dropout: 0.5}").replace(
+        "learning_rate: 0.01}", "learning_rate: 0.01,\n        augment: {flip: true, crop: true}}"))
+    assert vggspec.load_spec(spec_file).train.augment.crop
     settings = dict(epochs=4, seed=5, log=lambda line: None)
     straight = training.train(spec_file, folder, tmp_path / "straight", **settings)
 
@@ -200,6 +205,7 @@ def test_resume_after_an_interrupt_ends_where_an_uninterrupted_run_does(
     with pytest.raises(training.TrainingInterrupted) as caught:
         training.train(spec_file, folder, tmp_path / "resumed", epochs=4, seed=5,
                        log=interrupt_after_epoch_2)
+    assert training.model_info(tmp_path / "resumed" / "last.keras")["epoch"] == 2
     assert str(caught.value) == (f"interrupted in epoch 3: {tmp_path / 'resumed'} holds "
                                  f"epochs 1-2; add --resume to continue from there")
     assert json.loads((tmp_path / "resumed" / "state.json").read_text())["epochs_done"] == 2
@@ -558,3 +564,94 @@ def test_mixed_precision_trains_with_float32_predictions_and_restores_the_policy
     assert model.get_layer("predictions").dtype_policy.name == "float32"
     assert np.isfinite(result.history[0]["loss"])
     assert keras.config.dtype_policy().name == "float32"
+
+
+
+def test_a_damaged_or_foreign_run_state_is_refused_in_one_line(finished, folder, tmp_path,
+                                                               capsys):
+    import shutil
+
+    result, _ = finished
+    state = json.loads((result.run / "state.json").read_text())
+    cases = {
+        "not a mapping": [1, 2],
+        "epochs as text": {**state, "epochs_done": "3"},
+        "history short": {**state, "history": state["history"][:1]},
+        "best not a number": {**state, "best": "a"},
+        "deep": "DEEP",
+    }
+    for name, content in cases.items():
+        run = tmp_path / name.replace(" ", "_")
+        shutil.copytree(result.run, run)
+        text = "[" * 100000 + "]" * 100000 if content == "DEEP" else json.dumps(content)
+        (run / "state.json").write_text(text)
+        assert cli.main(["train", str(run / "spec.yaml"), "--data", str(folder), "--out",
+                         str(run), "--resume", "--epochs", "5"]) == 2, name
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{run / 'state.json'}: "), (name, err)
+    run = tmp_path / "stale"
+    shutil.copytree(result.run, run)
+    stale = {**state, "epochs_done": 2, "history": state["history"][:2]}
+    (run / "state.json").write_text(json.dumps(stale))
+    assert cli.main(["train", str(run / "spec.yaml"), "--data", str(folder), "--out",
+                     str(run), "--resume", "--epochs", "5"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{run}: last.keras holds epoch 3 but state.json says 2: the run stopped while "
+        f"writing an epoch's files; it cannot be resumed exactly")
+
+
+def test_a_model_that_does_not_match_its_vggspec_json_is_refused(finished, folder, tmp_path,
+                                                                 capsys):
+    import zipfile
+
+    result, _ = finished
+    forged = tmp_path / "forged.keras"
+    with zipfile.ZipFile(result.run / "best.keras") as source, \
+            zipfile.ZipFile(forged, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "vggspec.json":
+                info = json.loads(data)
+                data = json.dumps({**info, "input_shape": [20, 20, 3]}).encode()
+            target.writestr(item, data)
+    assert cli.main(["evaluate", str(forged), "--data", str(folder)]) == 2
+    assert capsys.readouterr().err == (
+        f"{forged}: the model takes (16, 16, 3) and gives 3 outputs, but its vggspec.json "
+        f"says (20, 20, 3) and 3 classes\n")
+
+
+def test_cache_limits_refuse_large_sets_and_zero_means_none(spec_file, folder, tmp_path,
+                                                            capsys):
+    assert cli.main(["train", str(spec_file), "--data", str(folder), "--out",
+                     str(tmp_path / "run"), "--max-cache-gib", "0.00001"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{folder}: 30 images of 16x16x3 need 0.0 GiB decoded, over the 0.0 GiB limit "
+        f"(--max-cache-gib); decoding while streaming is not built yet")
+    for limit in (0, None):
+        assert training.prepare(spec_file, folder, tmp_path / "a", max_cache_bytes=limit)
+    with pytest.raises(vggspec.InputError, match="over the 0.0 GiB limit"):
+        training.prepare(spec_file, folder, tmp_path / "a", max_cache_bytes=1000)
+
+
+def test_outputs_that_are_not_finite_are_one_line(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")], name="diverged")
+    model.layers[-1].set_weights([np.full((4, 2), np.nan, "f4"), np.zeros(2, "f4")])
+    with pytest.raises(vggspec.InputError, match="^diverged: the model's outputs are not "
+                                                 "finite numbers: training diverged"):
+        training.predict(model, np.zeros((3, 2, 2, 1), np.uint8), "none")
+
+
+@pytest.mark.parametrize("config", [
+    '{"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}',
+    '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": "a"}}',
+    '[1]'])
+def test_tf_config_values_of_the_wrong_kind_are_one_line(config, monkeypatch):
+    from vggspec.distribute import is_chief
+
+    monkeypatch.setenv("TF_CONFIG", config)
+    with pytest.raises(vggspec.UsageError, match="^TF_CONFIG must be a JSON object: a "
+                                                 "cluster mapping task types"):
+        is_chief()

@@ -497,12 +497,14 @@ def cmd_train(args) -> int:
                  "val_split": args.val_split, "learning_rate": args.learning_rate,
                  "optimizer": args.optimizer, "precision": args.precision,
                  "preprocess": args.preprocess, "resize": args.resize}
+    spec_preprocess = layout.spec.train.preprocess if layout.spec.train else None
     from_weights = _weights_preprocessing(args.weights, layout.spec) \
-        if args.weights and not args.preprocess else None
+        if args.weights and not (args.preprocess or spec_preprocess) else None
     prepared = prepare(layout, args.data, args.out, val=args.val, partial=args.partial,
                        resume=args.resume, classes_from_data=args.classes_from_data,
                        preprocess_from_weights=from_weights,
-                       max_cache_bytes=_bytes(args.max_cache_gib), **overrides)
+                       max_cache_bytes=_cache_bytes(args),
+                       max_weight_bytes=_limit_bytes(args) or 0, **overrides)
     prepared.weights = _check_weights(args.weights, layout.spec, args)  # last: may download
     settings = prepared.settings
     if prepared.spec.head.classes != layout.spec.head.classes:
@@ -546,12 +548,21 @@ def _list_failed(failed: list[str], what: str) -> int:
     return EXIT_OK
 
 
+def _cache_bytes(args) -> int:
+    """--max-cache-gib in bytes: 0 for no limit (0 or inf), at least 1 otherwise."""
+    limit = _bytes(args.max_cache_gib)
+    return 0 if limit is None else max(1, limit)
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import format_report
-    from .training import evaluate
+    from .training import check_evaluation, evaluate
 
+    # Everything that can be wrong fails before TensorFlow starts.
+    check_evaluation(args.model, args.data, args.out, _cache_bytes(args))
     _start_tensorflow(args)
-    result = evaluate(args.model, args.data, batch_size=args.batch_size, out=args.out)
+    result = evaluate(args.model, args.data, batch_size=args.batch_size, out=args.out,
+                      max_cache_bytes=_cache_bytes(args))
     print(format_report(result))
     if args.out:
         print(f"wrote {printable(str(Path(args.out) / 'metrics.json'))}, "
@@ -854,6 +865,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write metrics.json and confusion.png into this folder")
     evaluate.add_argument("--batch-size", type=_count(65536), default=64, metavar="N",
                           help="images per forward pass (64)")
+    evaluate.add_argument("--max-cache-gib", type=_gib, default=4.0, metavar="GIB",
+                          help="most memory the decoded images may take (default 4; 0 or "
+                               "inf for no limit)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     diagram = commands.add_parser(

@@ -22,18 +22,16 @@ uninterrupted run would have.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ._files import check_regular
-from .errors import InputError, clip, quote
+from .errors import InputError, clip, listed, quote
 from .features import IMAGE_SUFFIXES, PREPROCESSING, load_image
 
-# The most class folders listed in a message before "and N more".
-LISTED = 5
 DEFAULT_MAX_CACHE_BYTES = 4 << 30
 
 
@@ -46,17 +44,11 @@ class ImageFolder:
     class_names: tuple[str, ...]
     files: tuple[Path, ...]
     labels: tuple[int, ...]
-    skipped: tuple[str, ...] = field(default=(), compare=False)
 
     def counts(self) -> list[int]:
         """Images per class, in class order."""
         return np.bincount(np.asarray(self.labels, dtype=np.int64),
                            minlength=len(self.class_names)).tolist()
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(quote(name) for name in names[:LISTED])
-    return shown + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "")
 
 
 def scan_folder(path: str | os.PathLike, what: str = "data folder") -> ImageFolder:
@@ -100,7 +92,7 @@ def scan_folder(path: str | os.PathLike, what: str = "data folder") -> ImageFold
     if empty:
         kind = "folder has" if len(empty) == 1 else "folders have"
         raise InputError(f"{root}: class {kind} no images ({', '.join(IMAGE_SUFFIXES)}): "
-                         f"{_listing(empty)}")
+                         f"{listed(empty)}")
     if len(classes) == 1:
         raise InputError(f"{root}: only one class folder ({quote(classes[0].name)}); a "
                          f"classifier needs at least two")
@@ -196,16 +188,18 @@ def decode(files: list[Path], channels: int, size: tuple[int, int], resize: str 
     dataset = (tf.data.Dataset.range(len(files)).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                                       deterministic=True)
                .batch(256).prefetch(2))
-    images, kept, done = [], [], 0
+    # One array, filled in place and compacted: memory stays at the images' own size.
+    images = np.empty((len(files), *shape), np.uint8)
+    kept = np.zeros(len(files), bool)
     for index, batch, ok in dataset.as_numpy_iterator():
-        images.append(batch[ok])
-        kept.append(index[ok])
-        done += len(index)
+        images[index] = batch
+        kept[index] = ok
         if progress:
-            progress(done)
-    stacked = np.concatenate(images) if images else np.zeros((0, *shape), np.uint8)
-    return Decoded(stacked, np.concatenate(kept) if kept else np.zeros(0, np.int64),
-                   sorted(failed))
+            progress(int(index[-1]) + 1)
+    indices = np.flatnonzero(kept)
+    if len(indices) < len(files):
+        images = images[indices]
+    return Decoded(images, indices, sorted(failed))
 
 
 # --- tf.data pipelines --------------------------------------------------------------

@@ -43,9 +43,18 @@ def cluster() -> dict:
     except ValueError as error:
         raise UsageError(f"TF_CONFIG is not JSON ({clip(str(error), 80)}); see the README's "
                          f"Training on several machines") from None
-    if not isinstance(config, dict) or not isinstance(config.get("cluster", {}), dict) \
-            or not isinstance(config.get("task", {}), dict):
-        raise UsageError("TF_CONFIG must be a JSON object with a cluster and a task mapping")
+    cluster_, task = (config.get("cluster", {}), config.get("task", {})) \
+        if isinstance(config, dict) else (None, None)
+    sound = (isinstance(cluster_, dict) and isinstance(task, dict)
+             and all(isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)
+                     for addresses in cluster_.values())
+             and isinstance(task.get("type", ""), str)
+             and isinstance(task.get("index", 0), int)
+             and not isinstance(task.get("index", 0), bool))
+    if not sound:
+        raise UsageError("TF_CONFIG must be a JSON object: a cluster mapping task types to "
+                         "lists of host:port, and a task with a type and a whole-number "
+                         "index")
     return config
 
 

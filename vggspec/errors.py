@@ -157,6 +157,14 @@ class InputError(OSError):
 MAX_LISTED = 5
 
 
+def listed(names) -> str:
+    """'a', 'b', 'c', 'd', 'e' and 3 more: names quoted, at most MAX_LISTED of them."""
+    names = list(names)
+    shown = ", ".join(quote(str(name)) for name in names[:MAX_LISTED])
+    hidden = len(names) - MAX_LISTED
+    return shown + (f" and {hidden:,} more" if hidden > 0 else "")
+
+
 def format_shapes(shapes) -> str:
     """(3,3,3,64) (64,): a layer's weight shapes, compactly."""
     return " ".join(str(tuple(s)).replace(" ", "") for s in shapes)

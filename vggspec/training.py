@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._files import atomic_path
-from .errors import InputError, UsageError, clip, quote
+from .errors import InputError, UsageError, clip, listed
 from .spec_types import Spec, Train
 
 INFO_ENTRY = "vggspec.json"
@@ -140,7 +140,8 @@ def _optimizer(settings: Train, steps_per_epoch: int, epochs: int):
         optimizer = keras.optimizers.SGD(schedule, momentum=settings.momentum,
                                          weight_decay=decay)
     elif settings.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(schedule, weight_decay=decay)
+        # Keras' Adam decays decoupled as AdamW does: "adam" means no decay at all.
+        optimizer = keras.optimizers.Adam(schedule)
     else:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
     # Decay the kernels only: biases and batch norm's scale and offset stay free.
@@ -206,9 +207,11 @@ def model_info(path: str | os.PathLike) -> dict:
             if archive.getinfo(INFO_ENTRY).file_size > 1 << 22:
                 raise InputError(f"{path}: its {INFO_ENTRY} is too large")
             info = json.loads(archive.read(INFO_ENTRY))
-    except (zipfile.BadZipFile, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, NotImplementedError,
+            RuntimeError, EOFError) as error:
+        # NotImplementedError: an unknown compression; RuntimeError: an encrypted entry.
         raise InputError(f"{path}: not a .keras model file ({clip(str(error), 120)})") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InputError(f"{path}: its {INFO_ENTRY} is not JSON") from None
     return info if isinstance(info, dict) else {}
 
@@ -260,10 +263,20 @@ def _check_run_folder(run: Path, resume: bool) -> dict | None:
             raise InputError(f"{run}: nothing to resume: no {STATE_FILE} and last.keras "
                              f"(a run saves them after its first epoch)")
         try:
+            if state_path.stat().st_size > 1 << 24:
+                raise ValueError("larger than 16 MiB")
             state = json.loads(state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError) as error:
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
             raise InputError(f"{state_path}: cannot read the run's state: "
                              f"{clip(str(error), 120)}") from None
+        _check_state(state_path, state)
+        if not (run / "best.keras").is_file():
+            raise InputError(f"{run}: best.keras is missing; the run cannot be resumed")
+        saved = model_info(run / "last.keras").get("epoch")
+        if saved != state["epochs_done"]:
+            raise InputError(f"{run}: last.keras holds epoch {saved} but {STATE_FILE} says "
+                             f"{state['epochs_done']}: the run stopped while writing an "
+                             f"epoch's files; it cannot be resumed exactly")
         return state
     if run.exists():
         if not run.is_dir():
@@ -273,11 +286,32 @@ def _check_run_folder(run: Path, resume: bool) -> dict | None:
                              f"continue it, or choose another --out")
         inside = sorted(entry.name for entry in os.scandir(run))
         if inside:
-            shown = ", ".join(quote(name) for name in inside[:3])
-            more = f" and {len(inside) - 3} more" if len(inside) > 3 else ""
-            raise InputError(f"{run}: the folder is not empty ({shown}{more}) and holds no "
-                             f"run; give --out a new or empty folder")
+            raise InputError(f"{run}: the folder is not empty ({listed(inside)}) and holds "
+                             f"no run; give --out a new or empty folder")
     return None
+
+
+def _check_state(path: Path, state) -> None:
+    """Refuse a state.json that is not the shape this module writes: a run folder from
+    elsewhere may hold anything."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+
+    history = state.get("history") if isinstance(state, dict) else None
+    sound = (isinstance(state, dict) and isinstance(history, list)
+             and isinstance(state.get("epochs_done"), int)
+             and not isinstance(state.get("epochs_done"), bool)
+             and 0 < state["epochs_done"] == len(history)
+             and number(state.get("best")) and isinstance(state.get("best_epoch"), int)
+             and all(isinstance(row, dict) and all(number(v) for v in row.values())
+                     and row.get("epoch") == index + 1
+                     for index, row in enumerate(history))
+             and isinstance(state.get("class_names"), list)
+             and isinstance(state.get("spec"), dict))
+    if not sound:
+        raise InputError(f"{path}: not a state vggspec train wrote (epochs_done, best, "
+                         f"history, class_names, spec); the run cannot be resumed")
 
 
 @dataclass
@@ -297,13 +331,14 @@ class Prepared:
     weights: str | os.PathLike | None = None
     partial: bool = False
     data: str = ""
+    max_weight_bytes: int | None = None
 
 
 def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, *,
             val: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
             partial: bool = False, resume: bool = False, classes_from_data: bool = False,
             preprocess_from_weights: str | None = None, max_cache_bytes: int | None = None,
-            **overrides) -> Prepared:
+            max_weight_bytes: int | None = None, **overrides) -> Prepared:
     """Check a training run without starting TensorFlow (see ``train`` for the
     arguments); raises what ``train`` raises before training."""
     from .builder import as_plan
@@ -317,7 +352,10 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
     # Workers other than the chief write nothing into the run folder, so they do not
     # check it either (on a shared disk the chief may be filling it already).
     state = _check_run_folder(run, resume) if resume or is_chief() else None
-    spec = as_plan(spec_or_path, DEFAULT_MAX_WEIGHT_BYTES).spec
+    if is_chief():
+        _check_writable(run)
+    weight_limit = DEFAULT_MAX_WEIGHT_BYTES if max_weight_bytes is None else max_weight_bytes
+    spec = as_plan(spec_or_path, weight_limit or None).spec
     settings = settings_for(spec, **overrides)
     folder = scan_folder(data)
     spec = check_trainable(spec, len(folder.class_names), str(data), classes_from_data)
@@ -355,6 +393,7 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
             raise UsageError(f"{run}: already trained for {state['epochs_done']} epochs; "
                              f"pass --epochs with more to continue it")
     size = spec.input_shape[:2]
+    # None: the default limit; 0: no limit.
     limit = DEFAULT_MAX_CACHE_BYTES if max_cache_bytes is None else max_cache_bytes
     count = len(train_files) + len(val_files)
     need = image_bytes(count, size, channels)
@@ -363,7 +402,17 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
                          f"{need / 2**30:.1f} GiB decoded, over the {limit / 2**30:.1f} GiB "
                          f"limit (--max-cache-gib); decoding while streaming is not built yet")
     return Prepared(spec, settings, run, folder.class_names, train_files, train_labels,
-                    val_files, val_labels, state, weights, partial, str(data))
+                    val_files, val_labels, state, weights, partial, str(data),
+                    weight_limit or None)
+
+
+def _check_writable(run: Path) -> None:
+    """The run folder, or the nearest folder above it that exists, can be written."""
+    existing = run
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{run}: cannot be written ({existing} is not a writable folder)")
 
 
 def train(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, *,
@@ -371,7 +420,8 @@ def train(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, *,
           partial: bool = False, resume: bool = False, classes_from_data: bool = False,
           preprocess_from_weights: str | None = None,
           log: Callable[[str], None] | None = None, progress_bar: bool = False,
-          max_cache_bytes: int | None = None, **overrides) -> RunResult:
+          max_cache_bytes: int | None = None, max_weight_bytes: int | None = None,
+          **overrides) -> RunResult:
     """Train the network a spec describes on a folder of class folders, writing the run
     into ``out`` (see the module's docstring for what it holds).
 
@@ -384,7 +434,8 @@ def train(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, *,
     settings must be the ones it was made with; ``epochs`` may grow).
     ``classes_from_data``: set the head's classes from the folder. ``log`` receives one
     line per epoch and notes (default: print). ``max_cache_bytes``: the most the decoded
-    images may take (default 4 GiB; 0 for no limit).
+    images may take (default 4 GiB; 0 for no limit); ``max_weight_bytes``: the spec's
+    float32 weight limit (default 4 GiB; 0 for none).
 
     Raises SpecError for a spec that cannot be trained on the data, InputError for bad
     folders (before training starts), TrainingInterrupted on Ctrl-C.
@@ -394,7 +445,8 @@ def train(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, *,
     prepared = prepare(spec_or_path, data, out, val=val, weights=weights, partial=partial,
                        resume=resume, classes_from_data=classes_from_data,
                        preprocess_from_weights=preprocess_from_weights,
-                       max_cache_bytes=max_cache_bytes, **overrides)
+                       max_cache_bytes=max_cache_bytes, max_weight_bytes=max_weight_bytes,
+                       **overrides)
     return run_training(prepared, log=log, progress_bar=progress_bar)
 
 
@@ -445,7 +497,8 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     epochs = settings.epochs
     initial_epoch = int(state["epochs_done"]) if state else 0
     with distribution.scope(), _precision(settings.precision):
-        model = _build(spec, prepared.weights, prepared.partial, replicas)
+        model = _build(spec, prepared.weights, prepared.partial, replicas,
+                       prepared.max_weight_bytes)
         model.compile(optimizer=_optimizer(settings, steps, epochs), loss=_loss(spec, settings),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
         if state is not None:
@@ -471,6 +524,14 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
                  if done else "no epoch finished, nothing to resume")
         raise TrainingInterrupted(f"interrupted in epoch {done + 1}: {where}", done,
                                   run) from None
+    except tf.errors.ResourceExhaustedError:
+        raise InputError(f"out of memory training {spec.name} at batch size "
+                         f"{settings.batch_size} on {describe(distribution)}; lower "
+                         f"--batch-size") from None
+    except tf.errors.UnavailableError as error:
+        # Another worker stopped (Ctrl-C, a crash): the collective ops give up on it.
+        raise InputError(f"a worker of the cluster stopped answering, so this one stops "
+                         f"too: {clip(str(error).splitlines()[0], 200)}") from None
     best_epoch = recorder.best_epoch
     metrics: dict = {}
     if chief:
@@ -495,11 +556,7 @@ def _names(value) -> list[str]:
 
 def _difference(have, want, mine: str = "folders", theirs: str = "classes") -> str:
     """What differs between two lists of class names, in words: what ``have`` has that
-    ``want`` lacks, and the reverse (five names each, then a count)."""
-    def listed(names) -> str:
-        shown = ", ".join(quote(name) for name in names[:5])
-        return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
+    ``want`` lacks, and the reverse."""
     extra = [name for name in have if name not in want]
     missing = [name for name in want if name not in have]
     parts = []
@@ -510,21 +567,27 @@ def _difference(have, want, mine: str = "folders", theirs: str = "classes") -> s
     return "; ".join(parts) or "the same names in another order"
 
 
-def _build(spec: Spec, weights, partial: bool, replicas: int):
+def _build(spec: Spec, weights, partial: bool, replicas: int,
+           max_weight_bytes: int | None = None):
     from .builder import build_model
 
     return build_model(spec, weights=weights, partial=partial,
+                       max_weight_bytes=max_weight_bytes,
                        synchronized_batch_norm=replicas > 1)
 
 
 def predict(model, images: np.ndarray, preprocess: str, batch_size: int = 64) -> np.ndarray:
     """Class probabilities for uint8 ``images`` (N, H, W, C) prepared with
-    ``preprocess``, batch by batch."""
+    ``preprocess``, batch by batch. Raises InputError when the model's outputs are not
+    finite (a run whose loss diverged)."""
     from .data import batches
 
     dataset = batches(images, np.zeros(len(images), np.int64), 1, batch_size, preprocess)
     outputs = [np.asarray(model.predict_on_batch(x)) for x, _ in dataset]
     probabilities = np.concatenate(outputs).astype(np.float64)
+    if not np.isfinite(probabilities).all():
+        raise InputError(f"{model.name}: the model's outputs are not finite numbers: training "
+                         f"diverged; try a lower learning rate")
     if model.layers[-1].get_config().get("activation") == "linear":
         probabilities = np.exp(probabilities - probabilities.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
@@ -590,12 +653,14 @@ class _RecorderMixin:
         from .evaluation import write_curves
 
         run = self.run
+        info = {**self.info, "epoch": len(self.history)}
         if improved:
-            save_with_info(self.model, run / "best.keras", self.info)
-        save_with_info(self.model, run / "last.keras", self.info)
+            save_with_info(self.model, run / "best.keras", info)
+        save_with_info(self.model, run / "last.keras", info)
         _write_history(run / "history.csv", self.history)
         write_curves(self.history, run / "curves.png", title=self.spec.name)
-        _write_text(run / "spec.yaml", _spec_yaml(self.spec))
+        if not (run / "spec.yaml").exists():
+            _write_text(run / "spec.yaml", _spec_yaml(self.spec))
         state = {"epochs_done": len(self.history), "best": self.best,
                  "best_epoch": self.best_epoch, "history": self.history,
                  "class_names": self.info["class_names"], "spec": _fingerprint(self.spec)}
@@ -636,15 +701,13 @@ def _epoch_line(row: dict, epochs: int) -> str:
 
 # --- evaluate -------------------------------------------------------------------------
 
-def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
-             batch_size: int = 64, out: str | os.PathLike | None = None) -> dict:
-    """Accuracy, top-5 (above five classes), per-class precision and recall and the
-    confusion matrix of a trained model (a run folder's best.keras, or a .keras file
-    written by vggspec train) on a folder of class folders; with ``out``, writes
-    metrics.json and confusion.png there. Raises InputError for a model without
-    vggspec's class names or data whose class folders differ from the model's."""
-    from .data import decode, scan_folder
-    from .evaluation import metrics as figures, write_confusion
+def check_evaluation(run_or_model: str | os.PathLike, data: str | os.PathLike,
+                     out: str | os.PathLike | None = None,
+                     max_cache_bytes: int | None = None):
+    """(model path, its vggspec.json, the ImageFolder) for ``evaluate``, checked without
+    TensorFlow: the model file and what it carries, the data's classes against the
+    model's, the output folder, and the memory the decoded images need."""
+    from .data import DEFAULT_MAX_CACHE_BYTES, image_bytes, scan_folder
 
     path = Path(run_or_model)
     if path.is_dir():
@@ -663,12 +726,33 @@ def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
 
         check_output_dir(out)
     shape = info["input_shape"]
+    limit = DEFAULT_MAX_CACHE_BYTES if max_cache_bytes is None else max_cache_bytes
+    need = image_bytes(len(folder.files), tuple(shape[:2]), shape[2])
+    if limit and need > limit:
+        raise InputError(f"{data}: {len(folder.files):,} images of {_shape(shape)} need "
+                         f"{need / 2**30:.1f} GiB decoded, over the {limit / 2**30:.1f} GiB "
+                         f"limit (--max-cache-gib)")
+    return path, info, folder
+
+
+def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
+             batch_size: int = 64, out: str | os.PathLike | None = None,
+             max_cache_bytes: int | None = None) -> dict:
+    """Accuracy, top-5 (above five classes), per-class precision and recall and the
+    confusion matrix of a trained model (a run folder's best.keras, or a .keras file
+    written by vggspec train) on a folder of class folders; with ``out``, writes
+    metrics.json and confusion.png there. Raises InputError for a model without
+    vggspec's class names, one that does not match what it carries, data whose class
+    folders differ from the model's, or images that cannot be read at all."""
+    from .data import decode
+    from .evaluation import metrics as figures, write_confusion
+
+    path, info, folder = check_evaluation(run_or_model, data, out, max_cache_bytes)
+    names, shape = info["class_names"], info["input_shape"]
     decoded = decode(list(folder.files), shape[2], tuple(shape[:2]), info["resize"])
-    import keras
-
-    from . import layers  # noqa: F401  registers LRN for load_model
-
-    model = keras.models.load_model(path, compile=False)
+    if not len(decoded.kept):
+        raise InputError(f"{data}: none of the images could be read")
+    model = _load_trained(path, info)
     labels = np.asarray(folder.labels)[decoded.kept]
     probabilities = predict(model, decoded.images, info["preprocess"], batch_size)
     result = figures(labels, probabilities, names)
@@ -678,6 +762,26 @@ def evaluate(run_or_model: str | os.PathLike, data: str | os.PathLike, *,
         write_confusion(np.asarray(result["confusion"]), names, Path(out) / "confusion.png",
                         title=f"{path.name} on {Path(data).name}")
     return result
+
+
+def _load_trained(path: Path, info: dict):
+    """The model in ``path``, refused in one line if Keras cannot load it or its input
+    and output do not fit what its vggspec.json says."""
+    import keras
+
+    from . import layers  # noqa: F401  registers LRN for load_model
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001  Keras raises many kinds for a bad archive
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"{path}: Keras cannot load the model: {clip(reason, 200)}") from None
+    inputs, outputs = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if inputs != tuple(info["input_shape"]) or outputs != len(info["class_names"]):
+        raise InputError(f"{path}: the model takes {inputs} and gives {outputs} outputs, but "
+                         f"its {INFO_ENTRY} says {tuple(info['input_shape'])} and "
+                         f"{len(info['class_names'])} classes")
+    return model
 
 
 def _checked_info(path: Path, info: dict) -> dict:
