@@ -209,6 +209,12 @@ def _add_limit(parser: argparse.ArgumentParser) -> None:
                              "(default 4; 0 or inf for no limit)")
 
 
+def _add_cache_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-cache-gib", type=_gib, default=4.0, metavar="GIB",
+                        help="most memory the decoded images may take, as uint8 (default "
+                             "4; 0 or inf for no limit)")
+
+
 def spec_argument(text: str) -> str:
     """The spec file a command-line argument names: the argument itself, or, for a name
     with no '/' and no .yaml or .yml ending that is no file here, the shipped spec of
@@ -842,9 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set the head's class count from the class folders")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last finished epoch")
-    train.add_argument("--max-cache-gib", type=_gib, default=4.0, metavar="GIB",
-                       help="most memory the decoded images may take (default 4; 0 or inf "
-                            "for no limit)")
+    _add_cache_limit(train)
     _add_limit(train)
     train.set_defaults(run=cmd_train)
 
@@ -865,9 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write metrics.json and confusion.png into this folder")
     evaluate.add_argument("--batch-size", type=_count(65536), default=64, metavar="N",
                           help="images per forward pass (64)")
-    evaluate.add_argument("--max-cache-gib", type=_gib, default=4.0, metavar="GIB",
-                          help="most memory the decoded images may take (default 4; 0 or "
-                               "inf for no limit)")
+    _add_cache_limit(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
     diagram = commands.add_parser(
