@@ -537,7 +537,7 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     if chief:
         from .evaluation import metrics as figures, write_confusion
 
-        best = keras.models.load_model(run / "best.keras", compile=False)
+        best = _load_trained(run / "best.keras", info)
         images, labels = (val_images.images, val_y) if len(val_y) else \
             (train_images.images, train_y)
         probabilities = predict(best, images, preprocess, settings.batch_size)
