@@ -576,6 +576,46 @@ def cmd_evaluate(args) -> int:
     return _list_failed(result["failed"], "images")
 
 
+def cmd_embed(args) -> int:
+    from .embed import embed
+    from .features import check_preprocessing, default_preprocessing, list_images
+    from .plan import plan
+
+    # Everything that can be wrong with the inputs fails before TensorFlow starts.
+    list_images(args.images)
+    layout = plan(spec_argument(args.spec), _limit_bytes(args))
+    tap = args.tap or layout.spec.taps[-1]
+    _check_taps(layout, [tap])
+    channels = layout.spec.input_shape[2]
+    preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
+        or default_preprocessing(channels)
+    check_preprocessing(preprocessing, channels)
+    weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
+    _start_tensorflow(args)
+    try:
+        report = embed(layout, args.images, args.out, tap=tap, pool=args.pool,
+                       weights=weights, batch_size=args.batch_size,
+                       shard_rows=args.shard_rows, workers=args.workers, resize=args.resize,
+                       preprocessing=preprocessing, precision=args.precision,
+                       draft=not args.no_draft, progress=_progress)
+    except KeyboardInterrupt as interrupt:
+        report = getattr(interrupt, "report", None)
+        kept = f"{report.written:,} vectors in {len(report.shards)} new shards kept; " \
+            if report else ""
+        print(f"interrupted: {kept}run the same command again to go on", file=sys.stderr)
+        return 130
+    if report.skipped:
+        print(f"{report.skipped:,} images already embedded in {printable(args.out)}, skipped",
+              file=sys.stderr)
+    if report.written:
+        print(f"wrote {report.written:,} vectors of {report.length:,} ({tap}, {args.pool} "
+              f"pool) in {len(report.shards)} shard{'s' * (len(report.shards) != 1)} to "
+              f"{printable(args.out)}/")
+    elif not report.failed:
+        print(f"nothing new to embed: every image is in {printable(args.out)}/ already")
+    return _list_failed([reason for _, reason in report.failed], "images")
+
+
 def cmd_diagram(args) -> int:
     from ._files import check_output_file
     from .diagram import write_diagram
@@ -871,6 +911,56 @@ def build_parser() -> argparse.ArgumentParser:
                           help="images per forward pass (64)")
     _add_cache_limit(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
+
+    embed = commands.add_parser(
+        "embed", parents=common,
+        help="one feature vector per image, in sharded arrays; resumable",
+        description="Run images through the network and write one vector per image: the "
+                    "feature map at --tap pooled over height and width (or flattened), "
+                    "into OUT/shard-NNNNN.npy (float32, rows x length, memory-mappable) "
+                    "with OUT/shard-NNNNN.paths (the image of each row, one JSON string "
+                    "per line) and OUT/embed.json (the settings). Rerun the same command "
+                    "to go on after Ctrl-C: images already in a shard are skipped, and at "
+                    "most the shard being written is lost. Bad images are skipped and "
+                    "listed at the end (exit 2). vggspec.embed.read_embeddings(OUT) "
+                    "reads them back.", epilog=EPILOG)
+    embed.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    embed.add_argument("images", nargs="+", metavar="IMAGE",
+                       help="image files or folders of images")
+    embed.add_argument("--out", required=True, metavar="DIR",
+                       help="folder for the shards (new, or one to continue)")
+    embed.add_argument("--tap", metavar="TAP",
+                       help="the feature map to embed: blockN or a layer name (default: the "
+                            "spec's last tap)")
+    embed.add_argument("--pool", choices=("avg", "max", "none"), default="avg",
+                       help="avg or max over height and width (a vector of the tap's "
+                            "channels), or none: the whole map flattened (default avg)")
+    embed.add_argument("--weights", metavar="NAME|PATH",
+                       help="weights to load (see build); published weights choose the "
+                            "preprocessing")
+    embed.add_argument("--batch-size", type=_count(4096), default=32, metavar="N",
+                       help="images per forward pass (32)")
+    embed.add_argument("--shard-rows", type=_count(10_000_000), default=10_000, metavar="N",
+                       help="vectors per shard file (10000); Ctrl-C loses at most one shard")
+    embed.add_argument("--workers", type=_count(256), metavar="N",
+                       help="threads decoding images (default: the cores this process may "
+                            "use, at least 2)")
+    embed.add_argument("--resize", choices=("crop", "resize"), default="crop",
+                       help="as in features (crop)")
+    embed.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
+                       help="as in features (default: what --weights expect, else caffe for "
+                            "3 channels, tf otherwise)")
+    embed.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                       default="float32",
+                       help="float32 (default), or computation in bfloat16 or float16 with "
+                            "float32 weights: faster on GPUs, within about 1%% of float32 "
+                            "for bfloat16 (see the README)")
+    embed.add_argument("--no-draft", action="store_true",
+                       help="decode JPEGs at full size (default: Pillow's draft mode decodes "
+                            "a large JPEG at 1/2, 1/4 or 1/8 scale, never below the input "
+                            "size: faster, pixels slightly different from features')")
+    _add_limit(embed)
+    embed.set_defaults(run=cmd_embed)
 
     diagram = commands.add_parser(
         "diagram", parents=common,

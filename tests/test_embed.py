@@ -1,0 +1,182 @@
+"""`vggspec embed`: vectors equal to the feature model's, shards that survive Ctrl-C and
+resume, bad images listed, settings guarded, JPEG draft mode, mixed precision's error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vggspec
+from vggspec import cli
+from vggspec.embed import embed, read_embeddings, shard_files
+from vggspec.features import load_image, preprocess
+
+SMALL = """\
+name: small
+input: {shape: [16, 16, 3]}
+blocks:
+  - [8, max]
+  - [16, max]
+head: {type: none}
+"""
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    for index in range(10):
+        pixels = rng.integers(0, 256, (18 + index, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(spec_file):
+    """One set of weights for every model of a test (fresh models draw new ones)."""
+    path = spec_file.with_name("small.weights.h5")
+    vggspec.build_model(spec_file).save_weights(path)
+    return path
+
+
+def expected_vectors(spec_file, weights, files, tap="block2", pool=np.mean):
+    model = vggspec.feature_model(spec_file, [tap], weights=weights)
+    pixels = np.stack([load_image(path, 3, (16, 16)) for path in files])
+    maps = np.asarray(model(preprocess(pixels, "caffe"))[tap])
+    return pool(maps, axis=(1, 2))
+
+
+def test_vectors_are_the_feature_model_pooled_and_shards_hold_them_in_order(
+        spec_file, weights, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["embed", str(spec_file), str(images), "--out", str(out),
+                     "--batch-size", "3", "--shard-rows", "4", "--weights", str(weights)]) == 0
+    assert capsys.readouterr().out == f"wrote 10 vectors of 16 (block2, avg pool) in 3 shards to {out}/\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "embed.json", "shard-00000.npy", "shard-00000.paths", "shard-00001.npy",
+        "shard-00001.paths", "shard-00002.npy", "shard-00002.paths"]
+    assert [len(np.load(vectors)) for vectors, _ in shard_files(out)] == [4, 4, 2]
+    paths, vectors = read_embeddings(out)
+    files = sorted(images.iterdir())
+    assert paths == [str(path) for path in files]
+    assert vectors.dtype == np.float32 and vectors.shape == (10, 16)
+    np.testing.assert_allclose(vectors, expected_vectors(spec_file, weights, files), rtol=1e-5,
+                               atol=1e-5)
+    meta = json.loads((out / "embed.json").read_text())
+    assert (meta["format"], meta["tap"], meta["pool"], meta["length"]) == (
+        "vggspec.embed/1", "block2", "avg", 16)
+
+
+def test_max_and_no_pooling(spec_file, weights, images, tmp_path):
+    files = sorted(images.iterdir())[:3]
+    embed(spec_file, files, tmp_path / "max", pool="max", weights=weights)
+    np.testing.assert_allclose(read_embeddings(tmp_path / "max")[1],
+                               expected_vectors(spec_file, weights, files, pool=np.max), rtol=1e-5,
+                               atol=1e-5)
+    report = embed(spec_file, files, tmp_path / "none", pool="none", tap="block1")
+    assert report.length == 8 * 8 * 8
+    with pytest.raises(vggspec.UsageError, match="--pool none needs a fixed input size"):
+        open_size = vggspec.spec_from_text(SMALL.replace("[16, 16, 3]", "[null, null, 3]"))
+        embed(open_size, files, tmp_path / "open", pool="none")
+
+
+def test_ctrl_c_keeps_whole_shards_and_a_rerun_finishes_without_repeats(
+        spec_file, weights, images, tmp_path):
+    out = tmp_path / "out"
+    calls = []
+
+    def stop_after_two_batches(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        embed(spec_file, [images], out, batch_size=3, shard_rows=4, weights=weights,
+              progress=stop_after_two_batches)
+    assert caught.value.report.written == 4  # the shard in progress (2 rows) is lost
+    assert [len(np.load(v)) for v, _ in shard_files(out)] == [4]
+    report = embed(spec_file, [images], out, batch_size=3, shard_rows=4, weights=weights)
+    assert (report.skipped, report.written) == (4, 6)
+    paths, vectors = read_embeddings(out)
+    assert sorted(paths) == sorted(str(p) for p in images.iterdir()) and len(paths) == 10
+    np.testing.assert_allclose(vectors, expected_vectors(spec_file, weights, [images / p.split("/")[-1]
+                                                                      for p in paths]),
+                               rtol=1e-5, atol=1e-5)
+    again = embed(spec_file, [images], out, weights=weights)
+    assert (again.skipped, again.written, again.shards) == (10, 0, [])
+
+
+def test_other_settings_or_a_foreign_folder_are_refused(spec_file, images, tmp_path,
+                                                        capsys):
+    out = tmp_path / "out"
+    embed(spec_file, [images], out)
+    assert cli.main(["embed", str(spec_file), str(images), "--out", str(out), "--pool",
+                     "max"]) == 2
+    assert capsys.readouterr().err == (f"{out}: holds embeddings made with other settings "
+                                       f"(see embed.json); give --out another folder\n")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "shard-00000.npy").write_bytes(b"")
+    assert cli.main(["embed", str(spec_file), str(images), "--out", str(foreign)]) == 2
+    assert capsys.readouterr().err == (f"{foreign}: holds shards but no embed.json: not a "
+                                       f"vggspec embed folder, or a damaged one\n")
+    assert cli.main(["embed", str(spec_file), str(images), "--out", str(out), "--tap",
+                     "block9"]) == 2
+    assert "block9" in capsys.readouterr().err
+
+
+def test_bad_images_are_skipped_and_listed(spec_file, images, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in sorted(images.iterdir())[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    assert cli.main(["embed", str(spec_file), str(folder), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("wrote 2 vectors of 16 ")
+    assert captured.err.splitlines()[-2:] == [
+        f"skipped: {folder / 'broken.jpg'}: not an image Pillow can read",
+        "1 image could not be read and was skipped"]
+
+
+def test_jpeg_draft_mode_decodes_small_and_stays_close(tmp_path):
+    from matplotlib import cbook
+
+    photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    large = photo.resize((1024, 1200))
+    large.save(tmp_path / "large.jpg", quality=95)
+    full = load_image(tmp_path / "large.jpg", 3, (224, 224))
+    drafted = load_image(tmp_path / "large.jpg", 3, (224, 224), draft=True)
+    assert drafted.shape == full.shape == (224, 224, 3)
+    difference = np.abs(drafted - full)
+    assert 0 < difference.mean() < 3.0  # another decode, not another picture
+    with Image.open(tmp_path / "large.jpg") as image:
+        image.draft(None, (224, 224))
+        assert image.size == (256, 300)  # decoded at 1/4: what draft=True asks for
+
+
+def test_bfloat16_vectors_stay_within_two_percent_of_float32(images, tmp_path):
+    """The error mixed precision costs, measured per vector (relative L2)."""
+    vgg = vggspec.spec_from_text("extends: vgg11\ninput: {shape: [64, 64, 3]}\n"
+                                 "head: {type: none}\n")
+    files = sorted(images.iterdir())[:4]
+    vgg_weights = tmp_path / "vgg11.weights.h5"
+    vggspec.build_model(vgg).save_weights(vgg_weights)
+    for tap in ("block1", "block3", "block5"):
+        embed(vgg, files, tmp_path / f"f32-{tap}", tap=tap, pool="none", weights=vgg_weights)
+        embed(vgg, files, tmp_path / f"bf16-{tap}", tap=tap, pool="none", weights=vgg_weights,
+              precision="bfloat16")
+        exact = read_embeddings(tmp_path / f"f32-{tap}")[1]
+        rounded = read_embeddings(tmp_path / f"bf16-{tap}")[1]
+        error = np.linalg.norm(rounded - exact, axis=1) / np.linalg.norm(exact, axis=1)
+        assert error.max() < 0.02, (tap, error)
