@@ -61,7 +61,8 @@ def test_vectors_are_the_feature_model_pooled_and_shards_hold_them_in_order(
     out = tmp_path / "out"
     assert cli.main(["embed", str(spec_file), str(images), "--out", str(out),
                      "--batch-size", "3", "--shard-rows", "4", "--weights", str(weights)]) == 0
-    assert capsys.readouterr().out == f"wrote 10 vectors of 16 (block2, avg pool) in 3 shards to {out}/\n"
+    assert capsys.readouterr().out == (f"wrote 10 vectors of 16 (block2, avg pool) in 3 "
+                                       f"shards to {out}/\n")
     assert sorted(p.name for p in out.iterdir()) == [
         "embed.json", "shard-00000.npy", "shard-00000.paths", "shard-00001.npy",
         "shard-00001.paths", "shard-00002.npy", "shard-00002.paths"]

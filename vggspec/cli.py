@@ -605,14 +605,14 @@ def cmd_embed(args) -> int:
         print(f"interrupted: {kept}run the same command again to go on", file=sys.stderr)
         return 130
     if report.skipped:
-        print(f"{report.skipped:,} images already embedded in {printable(args.out)}, skipped",
+        print(f"{report.skipped:,} images already embedded in {printable(str(Path(args.out)))}, skipped",
               file=sys.stderr)
     if report.written:
         print(f"wrote {report.written:,} vectors of {report.length:,} ({tap}, {args.pool} "
               f"pool) in {len(report.shards)} shard{'s' * (len(report.shards) != 1)} to "
-              f"{printable(args.out)}/")
+              f"{printable(str(Path(args.out)))}/")
     elif not report.failed:
-        print(f"nothing new to embed: every image is in {printable(args.out)}/ already")
+        print(f"nothing new to embed: every image is in {printable(str(Path(args.out)))}/ already")
     return _list_failed([reason for _, reason in report.failed], "images")
 
 
