@@ -15,6 +15,10 @@ from .kinds import kind_of
 from .names import INPUT_NAME, resolve_taps
 from .plan import DEFAULT_MAX_WEIGHT_BYTES, Plan, plan
 
+# The layers whose layout keras.json's image_data_format would otherwise choose.
+CHANNELS_LAST = {"Conv2D", "MaxPooling2D", "AveragePooling2D", "AdaptiveAveragePooling2D",
+                 "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten"}
+
 
 def as_plan(spec_or_path: Any, max_weight_bytes: int | None) -> Plan:
     """A Plan from a Plan, a Spec or a path, with the weight limit checked."""
@@ -54,6 +58,9 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     mixed = keras.config.dtype_policy().name.startswith("mixed")
     for layer in layout.layers[1:]:
         config = dict(layer.config)
+        if kind_of(layer.kind).keras_class().__name__ in CHANNELS_LAST:
+            # A user's keras.json may say channels_first; our shapes and weights do not.
+            config["data_format"] = "channels_last"
         if synchronized_batch_norm and layer.kind == "BatchNormalization":
             config["synchronized"] = True
         if mixed and layer is layout.layers[-1] and layer.kind == "Dense":

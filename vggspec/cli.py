@@ -7,7 +7,6 @@ weights file that cannot be used; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -25,29 +24,19 @@ used (missing, unreadable, wrong format), 130 interrupted. Add --debug to see a 
 SPEC_HELP = "spec file (YAML), or a shipped spec's name such as vgg16 (see vggspec list)"
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced(enabled: bool):
-    """Silence what C++ code writes to stderr (TensorFlow's start-up notes about CPU
-    features and missing CUDA drivers); Python errors still surface after it."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+_started: list[str] = []
 
 
-def _start_tensorflow(args) -> None:
-    with _native_stderr_silenced(not args.debug):
-        import tensorflow as tf
+def _start_backend(args, name: str | None = None) -> None:
+    """Start Keras and its backend with their C++ start-up notes silenced, once, and say
+    where the model runs (``vgg16 on jax, NVIDIA H200``) before anything slow happens."""
+    from .backends import start
 
-        tf.config.list_physical_devices("GPU")
+    if not _started:
+        _started.append(start(quiet=not args.debug))
+    if name and len(_started) == 1:
+        print(f"{name} on {_started[0]}", file=sys.stderr, flush=True)
+        _started.append(name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,7 +158,7 @@ def _check_weights(path: str | None, spec, args) -> str | None:
     source = resolve(path, spec.name, spec.head.type)
     if source is not None:
         check_readable(source)
-        _start_tensorflow(args)  # get_file imports Keras: its start-up notes are not ours
+        _start_backend(args)  # get_file imports Keras: its start-up notes are not ours
         return str(fetch(source))
     from ._files import read_start
 
@@ -353,7 +342,7 @@ def cmd_build(args) -> int:
     weights = _check_weights(args.weights, layout.spec, args)
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
-    _start_tensorflow(args)
+    _start_backend(args, layout.spec.name)
     from .builder import build_model, feature_model
     from .weights import save_model
 
@@ -373,8 +362,12 @@ def cmd_build(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .backends import require
     from .export import FORMATS, check_converter, check_export_path, check_exportable
     from .plan import plan
+
+    require("tensorflow", "vggspec export converts through TensorFlow (model.export), so "
+                          "it needs TensorFlow")
 
     # Everything that can be wrong fails before TensorFlow starts or the model is built.
     check_export_path(args.out, args.format)
@@ -384,14 +377,16 @@ def cmd_export(args) -> int:
     weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     print(f"building {layout.spec.name}: {layout.params:,} parameters "
           f"({layout.weight_bytes / GIB:.2f} GiB float32)", file=sys.stderr, flush=True)
-    _start_tensorflow(args)
+    _start_backend(args, layout.spec.name)
     from .builder import build_model
     from .export import export_model
 
     model = build_model(layout, weights=weights, max_weight_bytes=None)
     # The converters' C++ notes (TensorFlow Lite's, tf2onnx's) are not for our users;
     # their errors arrive as exceptions, printed once stderr is back.
-    with _native_stderr_silenced(not args.debug):
+    from .backends import native_stderr_silenced
+
+    with native_stderr_silenced(not args.debug):
         written = export_model(model, args.out, args.format)
     folder = "/" if FORMATS[args.format].suffix is None else ""
     print(f"wrote {printable(str(written))}{folder}")
@@ -427,7 +422,7 @@ def cmd_features(args) -> int:
     check_preprocessing(preprocessing, channels)
     weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     check_output_dir(args.out)
-    _start_tensorflow(args)
+    _start_backend(args, layout.spec.name)
     from .pipeline import extract_features
 
     try:
@@ -491,8 +486,12 @@ def _positive(text: str) -> float:
 
 
 def cmd_train(args) -> int:
+    from .backends import require
     from .plan import plan
     from .training import TrainingInterrupted, prepare, run_training
+
+    require("tensorflow", "vggspec train reads images with tf.data and distributes with "
+                          "tf.distribute, so it needs TensorFlow")
 
     if args.partial and not args.weights:
         raise UsageError("--partial needs --weights")
@@ -523,7 +522,7 @@ def cmd_train(args) -> int:
           f"({settings.schedule}), seed {settings.seed}"
           + (f", resuming after epoch {prepared.state['epochs_done']}" if prepared.state
              else ""), file=sys.stderr, flush=True)
-    _start_tensorflow(args)
+    _start_backend(args, prepared.spec.name)
     try:
         result = run_training(prepared, progress_bar=sys.stdout.isatty())
     except TrainingInterrupted as interrupt:
@@ -566,7 +565,7 @@ def cmd_evaluate(args) -> int:
 
     # Everything that can be wrong fails before TensorFlow starts.
     check_evaluation(args.model, args.data, args.out, _cache_bytes(args))
-    _start_tensorflow(args)
+    _start_backend(args, Path(args.model).name)
     result = evaluate(args.model, args.data, batch_size=args.batch_size, out=args.out,
                       max_cache_bytes=_cache_bytes(args))
     print(format_report(result))
@@ -591,7 +590,7 @@ def cmd_embed(args) -> int:
         or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
     weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
-    _start_tensorflow(args)
+    _start_backend(args, layout.spec.name)
     try:
         report = embed(layout, args.images, args.out, tap=tap, pool=args.pool,
                        weights=weights, batch_size=args.batch_size,

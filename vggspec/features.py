@@ -216,17 +216,12 @@ def default_preprocessing(channels: int) -> str:
 
 
 def compiled(features_model):
-    """A compiled call of a feature model: numpy batch in, {tap: numpy array} out.
-    Several times faster than ``model.predict`` for small batches."""
-    import tensorflow as tf
+    """A compiled call of a feature model: numpy batch in, {tap: numpy array} out, on
+    whichever Keras backend runs (see vggspec.backends). Several times faster than
+    ``model.predict`` for small batches."""
+    from .backends import compiled_call
 
-    call = tf.function(lambda batch: features_model(batch, training=False),
-                       reduce_retracing=True)
-
-    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return {tap: value.numpy() for tap, value in call(tf.constant(batch)).items()}
-
-    return run
+    return compiled_call(features_model)
 
 
 def batches(items: list, size: int) -> Iterator[list]:

@@ -1,0 +1,133 @@
+"""Any Keras backend: the same spec, weights file and images give the same numbers on
+JAX (and PyTorch where it is installed) as on TensorFlow, and as keras.applications' own
+VGG16 on that backend; keras.json's data format cannot flip what we build; the CLI says
+where it runs and nothing else from the frameworks' start-up."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vggspec
+from conftest import ROOT, run_cli
+from vggspec.features import compiled, load_image, preprocess
+
+SPEC = """\
+name: parity
+input: {shape: [32, 40, 3]}
+defaults: {batch_norm: {epsilon: 1.0e-5, momentum: 0.9}}
+blocks:
+  - [8, max]
+  - [16, {filters: 16, kernel: 1}, max]
+head: {type: dense, units: [12], classes: 5}
+taps: [block1, block2_conv2, block2]
+"""
+
+ON_BACKEND = """
+import sys
+import numpy as np
+import keras
+import vggspec
+from vggspec.embed import embed, read_embeddings
+from vggspec.features import compiled, load_image, preprocess
+
+spec_file, weights, image, out = sys.argv[1:5]
+model = vggspec.build_model(spec_file, weights=weights)
+features = vggspec.feature_model(model)
+pixels = preprocess(load_image(image, 3, (32, 40))[None], "caffe")
+results = {f"tap_{k}": v for k, v in compiled(features)(pixels).items()}
+results["predictions"] = keras.ops.convert_to_numpy(model(pixels, training=False))
+embed(spec_file, [image], out + "_embed", tap="block2", weights=weights, draft=False)
+results["embed"] = read_embeddings(out + "_embed")[1]
+reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+ours = vggspec.build_model(vggspec.spec_from_text(
+    "extends: vgg16\\ninput: {shape: [32, 32, 3]}\\nhead: {type: none}\\n"))
+for layer in reference.layers:
+    if layer.weights:
+        layer.set_weights(ours.get_layer(layer.name).get_weights())
+square = pixels[:, :, :32]
+results["vgg16_ours"] = keras.ops.convert_to_numpy(ours(square))
+results["vgg16_reference"] = keras.ops.convert_to_numpy(reference(square))
+np.savez(out, backend=keras.backend.backend(), **results)
+"""
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """The spec, a weights file written on TensorFlow, a photo, TensorFlow's numbers."""
+    from matplotlib import cbook
+
+    folder = tmp_path_factory.mktemp("parity")
+    spec_file = folder / "parity.yaml"
+    spec_file.write_text(SPEC)
+    model = vggspec.build_model(spec_file)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # batch-norm statistics that are not 0 and 1
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.2, w.shape).astype("f4") + (w.ndim == 1)
+                               * (1.0 if "bn" in layer.name else 0.0)
+                               for w in layer.get_weights()])
+    weights = folder / "parity.weights.h5"
+    model.save_weights(weights)
+    image = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    pixels = preprocess(load_image(image, 3, (32, 40))[None], "caffe")
+    expected = {f"tap_{k}": v for k, v in compiled(vggspec.feature_model(model))(pixels).items()}
+    expected["predictions"] = np.asarray(model(pixels, training=False))
+    return spec_file, weights, image, expected, folder
+
+
+def run_on(backend: str, case) -> dict:
+    spec_file, weights, image, _, folder = case
+    out = folder / backend
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    result = subprocess.run([sys.executable, "-c", ON_BACKEND, str(spec_file), str(weights),
+                             str(image), str(out)], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(f"{out}.npz") as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_backend_gives_tensorflows_numbers_and_keras_applications_own(backend, case):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (CI installs JAX's CPU build, not PyTorch)")
+    _, _, _, expected, _ = case
+    got = run_on(backend, case)
+    assert str(got["backend"]) == backend
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    assert got["tap_block2"].shape == (1, 8, 10, 16)
+    np.testing.assert_allclose(got["embed"][0], expected["tap_block2"][0].mean(axis=(0, 1)),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["vgg16_ours"], got["vgg16_reference"], rtol=0, atol=1e-5)
+
+
+def test_keras_json_channels_first_cannot_flip_what_is_built(case):
+    import keras
+
+    spec_file, weights, image, expected, _ = case
+    before = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        model = vggspec.build_model(spec_file, weights=weights)
+        assert model.get_layer("block2_pool").output.shape == (None, 8, 10, 16)
+        pixels = preprocess(load_image(image, 3, (32, 40))[None], "caffe")
+        np.testing.assert_allclose(np.asarray(model(pixels, training=False)),
+                                   expected["predictions"], rtol=1e-5, atol=1e-6)
+    finally:
+        keras.config.set_image_data_format(before)
+
+
+def test_the_cli_says_where_it_runs_and_nothing_from_the_frameworks(case):
+    spec_file = case[0]
+    result = run_cli("build", str(spec_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "building parity: 17,261 parameters (0.00 GiB float32)",
+        "parity on tensorflow, CPU"]

@@ -1,0 +1,154 @@
+"""Which Keras backend and device run the model, and a compiled inference call for each.
+
+    KERAS_BACKEND (tensorflow | jax | torch) --start--> "on jax, NVIDIA H200"
+    feature model --compiled_call--> numpy batch in, {tap: numpy array} out
+
+vggspec builds plain Keras 3 models, so they run on every backend Keras has. What
+differs is how an inference call is compiled: ``tf.function`` on TensorFlow, a jitted
+``stateless_call`` on JAX (the weights passed in, so XLA sees one pure function), and a
+no-grad call on PyTorch. Only this module (and training's tf.data pipeline) knows the
+difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Callable
+
+import numpy as np
+
+
+def backend() -> str:
+    """The Keras backend this process uses (KERAS_BACKEND, else keras.json, else
+    tensorflow), read without importing Keras when the variable is set."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    import keras
+
+    return keras.backend.backend()
+
+
+def device() -> str:
+    """The device the backend computes on: a GPU's name (and how many), or CPU."""
+    name = backend()
+    if name == "jax":
+        import jax
+
+        devices = jax.devices()
+        kind = devices[0].device_kind if devices[0].platform != "cpu" else "CPU"
+        return kind if len(devices) == 1 or kind == "CPU" else f"{len(devices)} x {kind}"
+    if name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            gpu = torch.cuda.get_device_name(0)
+            return gpu if count == 1 else f"{count} x {gpu}"
+        return "CPU"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    gpu = details.get("device_name", "GPU")
+    return gpu if len(gpus) == 1 else f"{len(gpus)} x {gpu}"
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(enabled: bool = True):
+    """Silence what C++ code writes to stderr while the block runs (TensorFlow's and
+    XLA's start-up notes about CPU features and missing CUDA drivers, which users take
+    for errors); Python's own errors surface after it."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start(quiet: bool = True) -> str:
+    """Import Keras and its backend with their start-up notes silenced, and say where
+    models will run: ``jax, NVIDIA H200`` or ``tensorflow, CPU``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require(backend())
+    with native_stderr_silenced(quiet):
+        import keras  # noqa: F401
+
+        where = device()
+    return f"{backend()}, {where}"
+
+
+EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def require(module: str, why: str = "") -> None:
+    """Refuse in one line (UsageError) when ``module`` (a backend, or TensorFlow for
+    what needs it whatever the backend) is not installed, naming the extra that
+    installs it."""
+    import importlib.util
+
+    from .errors import UsageError
+
+    if module not in EXTRAS:
+        raise UsageError(f"KERAS_BACKEND={module}: vggspec runs on tensorflow, jax or torch")
+    if importlib.util.find_spec(module) is None:
+        reason = why or f"the Keras backend is {module}"
+        raise UsageError(f"{reason}, which is not installed: pip install "
+                         f"'vggspec[{EXTRAS[module]}]' (or set KERAS_BACKEND to a backend "
+                         f"you have: tensorflow, jax or torch)")
+
+
+def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A compiled inference call of a feature model on this backend: numpy batch in,
+    {tap: numpy array} out; several times faster than ``model.predict`` for small
+    batches. The model's current weights are used at each call."""
+    name = backend()
+    if name == "jax":
+        import jax
+
+        @jax.jit
+        def call(trainable, non_trainable, batch):
+            outputs, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
+            return outputs
+
+        def run_jax(batch: np.ndarray) -> dict[str, np.ndarray]:
+            outputs = call([v.value for v in model.trainable_variables],
+                           [v.value for v in model.non_trainable_variables], batch)
+            return {tap: np.asarray(value) for tap, value in outputs.items()}
+
+        return run_jax
+    if name == "torch":
+        import torch
+
+        from keras import ops
+
+        def run_torch(batch: np.ndarray) -> dict[str, np.ndarray]:
+            with torch.no_grad():
+                outputs = model(ops.convert_to_tensor(batch), training=False)
+            return {tap: ops.convert_to_numpy(value) for tap, value in outputs.items()}
+
+        return run_torch
+    import tensorflow as tf
+
+    graph = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+
+    def run_tensorflow(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {tap: value.numpy() for tap, value in graph(tf.constant(batch)).items()}
+
+    return run_tensorflow
