@@ -131,3 +131,29 @@ def test_the_cli_says_where_it_runs_and_nothing_from_the_frameworks(case):
     assert result.stderr.splitlines() == [
         "building parity: 17,261 parameters (0.00 GiB float32)",
         "parity on tensorflow, CPU"]
+
+
+def test_the_backend_is_read_as_keras_reads_it_without_importing_keras(tmp_path):
+    (tmp_path / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    code = ("import sys; from vggspec.backends import backend; print(backend(), "
+            "'keras' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    for home, expected in ((tmp_path, "jax False"), (tmp_path / "none", "tensorflow False")):
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                                text=True, env={**env, "KERAS_HOME": str(home)}, timeout=60)
+        assert result.stdout.strip() == expected, result.stderr
+
+
+def test_a_backend_that_is_not_installed_is_one_line(monkeypatch):
+    from vggspec.backends import require
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "jax" else real(name, *rest))
+    with pytest.raises(vggspec.UsageError) as caught:
+        require("jax")
+    assert str(caught.value) == (
+        "the Keras backend is jax, which is not installed: pip install 'vggspec[jax]' (or "
+        "set KERAS_BACKEND to a backend you have: tensorflow, jax or torch)")
+    with pytest.raises(vggspec.UsageError, match="^KERAS_BACKEND=mxnet: vggspec runs on "):
+        require("mxnet")

@@ -21,14 +21,24 @@ import numpy as np
 
 
 def backend() -> str:
-    """The Keras backend this process uses (KERAS_BACKEND, else keras.json, else
-    tensorflow), read without importing Keras when the variable is set."""
+    """The Keras backend this process uses: KERAS_BACKEND, else the ``backend`` of
+    keras.json (in $KERAS_HOME, else ~/.keras), else tensorflow, as Keras decides it;
+    read without importing Keras, which fails when its backend is not installed."""
     name = os.environ.get("KERAS_BACKEND")
     if name:
         return name
-    import keras
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    import json
 
-    return keras.backend.backend()
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return "tensorflow"
+    chosen = config.get("backend") if isinstance(config, dict) else None
+    return chosen if isinstance(chosen, str) else "tensorflow"
 
 
 def device() -> str:
@@ -108,10 +118,10 @@ def require(module: str, why: str = "") -> None:
     if module not in EXTRAS:
         raise UsageError(f"KERAS_BACKEND={module}: vggspec runs on tensorflow, jax or torch")
     if importlib.util.find_spec(module) is None:
-        reason = why or f"the Keras backend is {module}"
-        raise UsageError(f"{reason}, which is not installed: pip install "
-                         f"'vggspec[{EXTRAS[module]}]' (or set KERAS_BACKEND to a backend "
-                         f"you have: tensorflow, jax or torch)")
+        other = "" if why else (" (or set KERAS_BACKEND to a backend you have: tensorflow, "
+                                "jax or torch)")
+        raise UsageError(f"{why or f'the Keras backend is {module}'}, which is not "
+                         f"installed: pip install 'vggspec[{EXTRAS[module]}]'{other}")
 
 
 def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
