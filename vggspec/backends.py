@@ -92,6 +92,26 @@ def native_stderr_silenced(enabled: bool = True):
         os.close(devnull)
 
 
+_quiet_start: list[str] = []
+
+
+def quiet_keras():
+    """Keras, imported the first time with the backend's C++ start-up notes silenced
+    (and its devices probed, which is when TensorFlow reports missing CUDA drivers), so
+    that library calls such as ``build_model`` print nothing a user would take for an
+    error. ``VGGSPEC_NATIVE_LOGS=1`` keeps them."""
+    if not _quiet_start and "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with native_stderr_silenced(not os.environ.get("VGGSPEC_NATIVE_LOGS")):
+            import keras  # noqa: F401
+
+            if backend() in EXTRAS:
+                _quiet_start.append(device())
+    import keras
+
+    return keras
+
+
 def start(quiet: bool = True) -> str:
     """Import Keras and its backend with their start-up notes silenced, and say where
     models will run: ``jax, NVIDIA H200`` or ``tensorflow, CPU``."""

@@ -51,7 +51,9 @@ def build_model(spec_or_path: Any, *, weights: str | os.PathLike | None = None,
     (None, 7, 7, 512)
     """
     layout = as_plan(spec_or_path, max_weight_bytes)
-    import keras
+    from .backends import quiet_keras
+
+    keras = quiet_keras()
 
     first = layout.layers[0]
     x = inputs = keras.Input(shape=first.config["shape"], name=INPUT_NAME)
@@ -104,7 +106,9 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
     >>> {k: v.shape for k, v in features(np.zeros((1, 224, 224, 3))).items()}["block1"]
     TensorShape([1, 112, 112, 64])
     """
-    import keras
+    from .backends import quiet_keras
+
+    keras = quiet_keras()
 
     if isinstance(model_or_spec, keras.Model):
         model = model_or_spec

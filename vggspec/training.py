@@ -456,8 +456,10 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     from . import data as data_module
     from .data import decode
 
+    from .backends import quiet_keras
     from .distribute import describe, is_chief, multi_worker_fit, strategy
 
+    quiet_keras()
     # First: a multi-worker strategy must exist before TensorFlow runs anything else.
     distribution = strategy()
     chief = is_chief()
