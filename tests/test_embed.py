@@ -181,3 +181,25 @@ def test_bfloat16_vectors_stay_within_two_percent_of_float32(images, tmp_path):
         rounded = read_embeddings(tmp_path / f"bf16-{tap}")[1]
         error = np.linalg.norm(rounded - exact, axis=1) / np.linalg.norm(exact, axis=1)
         assert error.max() < 0.02, (tap, error)
+
+
+def test_features_in_bfloat16_stay_within_two_percent_of_float32(images, tmp_path, capsys):
+    spec = tmp_path / "vgg.yaml"
+    spec.write_text("extends: vgg11\ninput: {shape: [32, 32, 3]}\nhead: {type: none}\n")
+    weights = tmp_path / "vgg.weights.h5"
+    vggspec.build_model(spec).save_weights(weights)
+    image = sorted(images.iterdir())[0]
+    maps = {}
+    for precision in ("float32", "bfloat16"):
+        assert cli.main(["features", str(spec), str(image), "--out", str(tmp_path / precision),
+                         "--weights", str(weights), "--npz", "--no-png", "--precision",
+                         precision]) == 0
+        with np.load(tmp_path / precision / image.stem / "features.npz") as saved:
+            maps[precision] = {tap: saved[tap] for tap in saved.files}
+    capsys.readouterr()
+    assert sorted(maps["bfloat16"]) == ["block1", "block2", "block3", "block4", "block5"]
+    for tap, exact in maps["float32"].items():
+        rounded = maps["bfloat16"][tap]
+        assert rounded.dtype == np.float32 and rounded.shape == exact.shape
+        error = np.linalg.norm(rounded - exact) / np.linalg.norm(exact)
+        assert 0 < error < 0.02, (tap, error)

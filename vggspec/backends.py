@@ -144,10 +144,31 @@ def require(module: str, why: str = "") -> None:
                          f"installed: pip install 'vggspec[{EXTRAS[module]}]'{other}")
 
 
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras' global dtype policy while models are built: float32, or mixed_bfloat16 /
+    mixed_float16 (computation in that type, weights in float32); restored after."""
+    from .errors import UsageError
+
+    if name not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    keras = quiet_keras()
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if name == "float32" else f"mixed_{name}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
 def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A compiled inference call of a feature model on this backend: numpy batch in,
-    {tap: numpy array} out; several times faster than ``model.predict`` for small
-    batches. The model's current weights are used at each call."""
+    {tap: float32 numpy array} out (a mixed-precision model's bfloat16 maps too);
+    several times faster than ``model.predict`` for small batches. The model's current
+    weights are used at each call."""
     name = backend()
     if name == "jax":
         import jax
@@ -160,7 +181,7 @@ def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
         def run_jax(batch: np.ndarray) -> dict[str, np.ndarray]:
             outputs = call([v.value for v in model.trainable_variables],
                            [v.value for v in model.non_trainable_variables], batch)
-            return {tap: np.asarray(value) for tap, value in outputs.items()}
+            return {tap: np.asarray(value, dtype=np.float32) for tap, value in outputs.items()}
 
         return run_jax
     if name == "torch":
@@ -171,7 +192,8 @@ def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
         def run_torch(batch: np.ndarray) -> dict[str, np.ndarray]:
             with torch.no_grad():
                 outputs = model(ops.convert_to_tensor(batch), training=False)
-            return {tap: ops.convert_to_numpy(value) for tap, value in outputs.items()}
+            return {tap: ops.convert_to_numpy(value).astype(np.float32, copy=False)
+                    for tap, value in outputs.items()}
 
         return run_torch
     import tensorflow as tf
@@ -179,6 +201,7 @@ def compiled_call(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     graph = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
     def run_tensorflow(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return {tap: value.numpy() for tap, value in graph(tf.constant(batch)).items()}
+        return {tap: value.numpy().astype(np.float32, copy=False)
+                for tap, value in graph(tf.constant(batch)).items()}
 
     return run_tensorflow

@@ -431,7 +431,7 @@ def cmd_features(args) -> int:
             batch_size=args.batch_size, resize=args.resize, preprocessing=preprocessing,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
             cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args),
-            max_activation_bytes=_bytes(args.max_activation_gib))
+            max_activation_bytes=_bytes(args.max_activation_gib), precision=args.precision)
     except KeyboardInterrupt as interrupt:
         report = getattr(interrupt, "report", None)
         done = [printable(str(path)) for path, _ in report.done] if report else []
@@ -791,6 +791,11 @@ def build_parser() -> argparse.ArgumentParser:
     images.required = False
     features.add_argument("--out", default="features", metavar="DIR",
                           help="output folder (default: ./features)")
+    features.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                          default="float32",
+                          help="float32 (default), or computation in bfloat16 or float16 "
+                               "with float32 weights (see the README's Embeddings for the "
+                               "error it costs)")
     features.add_argument("--weights", metavar="NAME|PATH",
                           help="weights to load (see build); published weights choose "
                                "their preprocessing unless --preprocess says otherwise")

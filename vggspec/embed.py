@@ -191,9 +191,9 @@ def embed(spec_or_path, images: list[str | os.PathLike], out: str | os.PathLike,
         return report
     shard_number = len(shard_files(out))
 
-    from .training import _precision
+    from .backends import precision_policy
 
-    with _precision(precision):
+    with precision_policy(precision):
         run = compiled(feature_model(layout, [tap], weights=weights, max_weight_bytes=None))
 
     def read(path: Path):

@@ -281,8 +281,8 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
                      max_channels: int | None = None, cmap: str = "viridis",
                      progress: Callable[[int, int], None] | None = None,
                      max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES,
-                     max_activation_bytes: int | None = DEFAULT_MAX_ACTIVATION_BYTES
-                     ) -> Report:
+                     max_activation_bytes: int | None = DEFAULT_MAX_ACTIVATION_BYTES,
+                     precision: str = "float32") -> Report:
     """Write feature-map pictures (and/or arrays) for each image to ``out/<name>/``.
 
     ``<name>`` is the image's stem made safe and numbered where images share it (see
@@ -295,12 +295,14 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     InputError for an unusable spec, weights file, output folder or image list. On
     KeyboardInterrupt, images not yet being written are dropped and those being written
     finish (a second Ctrl-C drops them too); the exception carries ``report``, whose
-    ``done`` lists exactly the image folders in place.
+    ``done`` lists exactly the image folders in place. ``precision``: float32, or
+    computation in bfloat16 or float16 (float32 weights; see vggspec.backends).
 
     >>> report = extract_features("archs/vgg11.yaml", ["extra.jpg"], "out")
     >>> report.done
     [(PosixPath('extra.jpg'), PosixPath('out/extra'))]
     """
+    from .backends import precision_policy
     from .builder import as_plan, feature_model
     from .features import compiled
 
@@ -364,7 +366,9 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     try:
         # The first batch is read while the model is built and its call traced.
         next_group = reader.submit(load, groups[0]) if groups else None
-        run = compiled(feature_model(layout, taps, weights=weights, max_weight_bytes=None))
+        with precision_policy(precision):
+            features = feature_model(layout, taps, weights=weights, max_weight_bytes=None)
+        run = compiled(features)
         for index, group in enumerate(groups):
             loaded, failed, notes = next_group.result()
             if index + 1 < len(groups):

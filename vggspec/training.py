@@ -159,20 +159,6 @@ def _loss(spec: Spec, settings: Train):
         label_smoothing=settings.label_smoothing)
 
 
-@contextlib.contextmanager
-def _precision(name: str):
-    """Keras' global dtype policy for building: float32, or mixed_bfloat16 /
-    mixed_float16 (float32 weights); restored afterwards."""
-    import keras
-
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32" if name == "float32" else f"mixed_{name}")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
-
-
 def _reseed_dropout(model, seed: int, epoch: int) -> None:
     """Dropout's generators start each epoch from (seed, epoch): their state is not in
     a saved model, and a resumed run must draw what an uninterrupted one would."""
@@ -456,7 +442,7 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
     from . import data as data_module
     from .data import decode
 
-    from .backends import quiet_keras
+    from .backends import precision_policy, quiet_keras
     from .distribute import describe, is_chief, multi_worker_fit, strategy
 
     quiet_keras()
@@ -498,7 +484,7 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
                                      settings.batch_size, preprocess) if len(val_y) else None
     epochs = settings.epochs
     initial_epoch = int(state["epochs_done"]) if state else 0
-    with distribution.scope(), _precision(settings.precision):
+    with distribution.scope(), precision_policy(settings.precision):
         model = _build(spec, prepared.weights, prepared.partial, replicas,
                        prepared.max_weight_bytes)
         model.compile(optimizer=_optimizer(settings, steps, epochs), loss=_loss(spec, settings),
