@@ -221,7 +221,8 @@ def test_cli_export_with_weights_matches_keras(small, tmp_path):
                      str(tmp_path / "m.onnx"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"wrote {tmp_path}/m.onnx\n"
-    assert result.stderr == "building small: 13,789 parameters (0.00 GiB float32)\n"
+    assert result.stderr == ("building small: 13,789 parameters (0.00 GiB float32)\n"
+                             "small on tensorflow, CPU\n")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"),
                                    providers=["CPUExecutionProvider"])
     [out] = session.run(None, {"input_layer": batch()})

@@ -49,7 +49,7 @@ def test_features_writes_grids_overview_and_prints_shapes(tiny, photos, tmp_path
         assert np.asarray(grid).std() > 10
     with Image.open(out / "hopper" / "overview.png") as overview:
         assert overview.height == 3 * (ROW + GAP) + GAP
-    assert result.stderr == ""
+    assert result.stderr == "tiny on tensorflow, CPU\n"
 
 
 def test_folder_batches_npz_only(tiny, photos, tmp_path):
@@ -76,8 +76,9 @@ def test_bad_images_are_listed_and_good_ones_done(tiny, photos, tmp_path):
     # Pillow's count of unprocessed bytes varies with its read buffering.
     assert re.fullmatch(rf"failed: {photos}/cut.jpg: cannot read the image \(truncated or "
                         rf"corrupt\?\): image file is truncated \(\d+ bytes not processed\)",
-                        lines.pop(1))
+                        lines.pop(2))
     assert lines == [
+        "tiny on tensorflow, CPU",
         "5/5 images",  # progress, one line per batch when stderr is not a terminal
         f"failed: {photos}/empty.png: an empty file",
         f"failed: {photos}/text.jpg: not an image Pillow can read",
@@ -164,5 +165,5 @@ def test_animated_image_warns_and_uses_the_first_frame(tiny, tmp_path):
     result = run_cli("features", str(tiny), str(gif), "--out", str(tmp_path / "o"))
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
-        f"warning: {gif}: animated image; using its first frame"]
+        "tiny on tensorflow, CPU", f"warning: {gif}: animated image; using its first frame"]
     assert (tmp_path / "o" / "anim" / "overview.png").is_file()

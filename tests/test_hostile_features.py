@@ -472,6 +472,7 @@ def test_two_real_ctrl_c_in_quick_succession(tmp_path):
                                 str(folder), "--out", str(out)], cwd=ROOT,
                                stderr=subprocess.PIPE, text=True)
     try:
+        assert process.stderr.readline() == "tiny on tensorflow, CPU\n"
         first = process.stderr.readline()
         assert first == "1/60 images\n"
         process.send_signal(signal.SIGINT)
@@ -514,14 +515,15 @@ def test_features_command_with_hostile_inputs(special, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
-    assert lines[:6] == [f"{done}/6 images" for done in range(1, 7)]  # one per image
-    assert lines[6:9] == [
+    assert lines[0] == "tiny on tensorflow, CPU"
+    assert lines[1:7] == [f"{done}/6 images" for done in range(1, 7)]  # one per image
+    assert lines[7:10] == [
         f"warning: {green}: listed twice; processed once",
         f"failed: {folder}/blocked.png: cannot write {out}/blocked/: something that is not "
         f"a folder is in the way",
         f"failed: {folder}/dot.png: image is 1x1 (height x width); this spec needs at least "
         f"4x4"]
-    assert re.fullmatch(r"2 of \d+ images failed", lines[9]) and len(lines) == 10
+    assert re.fullmatch(r"2 of \d+ images failed", lines[10]) and len(lines) == 11
     assert sorted(p.name for p in out.iterdir()) == [
         "blocked", "green", "green_2", "image", "new_line"]
     assert f"{other} -> {out}/green_2/" in result.stdout.splitlines()

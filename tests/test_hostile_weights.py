@@ -672,7 +672,7 @@ def test_the_cli_refuses_a_hostile_weights_file_with_exit_2_and_one_line(costly,
     result = run_cli("build", str(spec), "--weights", str(looping["path"]), timeout=60)
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["building tiny: 224 parameters (0.00 GiB float32)",
-                                          looping["outcome"]]
+                                          "tiny on tensorflow, CPU", looping["outcome"]]
 
 
 # Loads many damaged copies of small weights files in one fresh interpreter; for each,

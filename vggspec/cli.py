@@ -1007,6 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
+    _started.clear()  # each command says where it runs, also when called in-process
     if finish := getattr(args, "finish", None):
         finish(args)
     # TensorFlow's C++ start-up notes are not for our users; real errors still show.
