@@ -203,3 +203,15 @@ def test_features_in_bfloat16_stay_within_two_percent_of_float32(images, tmp_pat
         assert rounded.dtype == np.float32 and rounded.shape == exact.shape
         error = np.linalg.norm(rounded - exact) / np.linalg.norm(exact)
         assert 0 < error < 0.02, (tap, error)
+
+
+def test_a_published_name_and_its_file_are_the_same_weights_to_a_rerun():
+    from vggspec.embed import _settings
+
+    spec = vggspec.load_spec("archs/vgg16.yaml")
+    by_name = _settings(spec, "block5", "avg", "caffe", "imagenet", "crop", "float32")
+    by_file = _settings(spec, "block5", "avg", "caffe",
+                        "/cache/models/vgg16_weights_tf_dim_ordering_tf_kernels.h5", "crop",
+                        "float32")
+    assert by_name == by_file
+    assert by_name["weights"] == "vgg16_weights_tf_dim_ordering_tf_kernels.h5"

@@ -616,8 +616,8 @@ def test_a_model_that_does_not_match_its_vggspec_json_is_refused(finished, folde
             target.writestr(item, data)
     assert cli.main(["evaluate", str(forged), "--data", str(folder)]) == 2
     assert capsys.readouterr().err == (
-        f"{forged}: the model takes (16, 16, 3) and gives 3 outputs, but its vggspec.json "
-        f"says (20, 20, 3) and 3 classes\n")
+        f"forged.keras on tensorflow, CPU\n{forged}: the model takes (16, 16, 3) and gives 3 "
+        f"outputs, but its vggspec.json says (20, 20, 3) and 3 classes\n")
 
 
 def test_cache_limits_refuse_large_sets_and_zero_means_none(spec_file, folder, tmp_path,

@@ -576,7 +576,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .embed import embed
+    from .embed import check_destination, embed
     from .features import check_preprocessing, default_preprocessing, list_images
     from .plan import plan
 
@@ -589,6 +589,9 @@ def cmd_embed(args) -> int:
     preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
         or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
+    check_destination(layout.spec, args.out, tap=tap, pool=args.pool, weights=args.weights,
+                      resize=args.resize, preprocessing=preprocessing,
+                      precision=args.precision)
     weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     _start_backend(args, layout.spec.name)
     try:

@@ -107,9 +107,16 @@ def read_embeddings(out: str | os.PathLike, mmap: bool = True
 
 def _settings(spec, tap: str, pool: str, preprocessing: str, weights, resize: str,
               precision: str) -> dict:
+    """What an embed folder's vectors depend on. Weights are named by file, a published
+    name ("imagenet") by the file it stands for, so both spellings match."""
+    from .sources import resolve
+
+    source = resolve(weights, spec.name, spec.head.type) if weights is not None else None
+    name = source.file_name if source else \
+        None if weights is None else os.path.basename(str(weights))
     return {"format": "vggspec.embed/1", "spec": spec.to_dict(), "tap": tap, "pool": pool,
             "preprocess": preprocessing, "resize": resize, "precision": precision,
-            "weights": None if weights is None else os.path.basename(str(weights))}
+            "weights": name}
 
 
 def _check_out(out: Path, settings: dict) -> set[str]:
@@ -131,6 +138,16 @@ def _check_out(out: Path, settings: dict) -> set[str]:
                          f"give --out another folder")
     return {os.path.realpath(path) for _, names in shard_files(out)
             for path in _read_paths(names)}
+
+
+def check_destination(spec, out: str | os.PathLike, *, tap: str, pool: str = "avg",
+                      weights=None, resize: str = "crop", preprocessing: str,
+                      precision: str = "float32") -> set[str]:
+    """The images already in ``out`` (by real path), checked without TensorFlow: the
+    folder can be written, and an earlier run there used these same settings."""
+    out = check_output_dir(out)
+    return _check_out(out, _settings(spec, tap, pool, preprocessing, weights, resize,
+                                     precision))
 
 
 def _pooled(maps: np.ndarray, pool: str) -> np.ndarray:
@@ -182,9 +199,10 @@ def embed(spec_or_path, images: list[str | os.PathLike], out: str | os.PathLike,
     preprocessing = preprocessing or default_preprocessing(channels)
     check_preprocessing(preprocessing, channels)
     files, _ = _unique(list_images(images))
-    out = check_output_dir(out)
     settings = _settings(spec, tap, pool, preprocessing, weights, resize, precision)
-    done = _check_out(out, settings)
+    done = check_destination(spec, out, tap=tap, pool=pool, weights=weights, resize=resize,
+                             preprocessing=preprocessing, precision=precision)
+    out = Path(out)
     todo = [path for path in files if os.path.realpath(path) not in done]
     report = EmbedReport(skipped=len(files) - len(todo))
     if not todo:
