@@ -215,3 +215,42 @@ def test_a_published_name_and_its_file_are_the_same_weights_to_a_rerun():
                         "float32")
     assert by_name == by_file
     assert by_name["weights"] == "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+
+
+def test_hostile_or_gapped_folders_lose_nothing_and_fail_in_one_line(spec_file, weights,
+                                                                     images, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    files = sorted(images.iterdir())
+    embed(spec_file, files[:4], out, shard_rows=2, weights=weights)
+    (out / "shard-00000.npy").unlink()            # a gap: shard 0 is incomplete now
+    report = embed(spec_file, files[4:6], out, shard_rows=2, weights=weights)
+    assert report.shards == [out / "shard-00002.npy"]   # never shard 0 or 1 again
+    assert len(np.load(out / "shard-00001.npy")) == 2
+    crafted = tmp_path / "crafted"
+    shutil.copytree(out, crafted)
+    (crafted / "shard-00001.paths").write_text('"a.png"\n5\n')
+    with pytest.raises(vggspec.InputError, match=r"shard-00001.paths:2: not a path"):
+        embed(spec_file, files, crafted, weights=weights)
+    (crafted / "shard-00001.paths").write_text('"a.png"\n"b.png"\n')
+    np.save(crafted / "shard-00001.npy", np.zeros((2, 3), np.float64))
+    with pytest.raises(vggspec.InputError, match=r"shard-00001.npy: holds float64 \(2, 3\), "
+                                                 r"not float32 rows of 16 length"):
+        embed(spec_file, files, crafted, weights=weights)
+
+
+def test_other_weights_with_the_same_name_are_other_settings_and_train_edits_are_not(
+        spec_file, weights, images, tmp_path):
+    files = sorted(images.iterdir())[:2]
+    out = tmp_path / "out"
+    embed(spec_file, files, out, weights=weights)
+    other = tmp_path / "other" / weights.name
+    other.parent.mkdir()
+    vggspec.build_model(spec_file).save_weights(other)
+    with pytest.raises(vggspec.InputError, match="made with other settings"):
+        embed(spec_file, files, out, weights=other)
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(spec_file.read_text() + "description: now with notes\n"
+                      "train: {epochs: 3}\n")
+    assert embed(edited, files, out, weights=weights).skipped == 2

@@ -23,8 +23,10 @@ few batches ahead of the model, so decoding and computing overlap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,22 +65,54 @@ def default_workers() -> int:
     return max(2, cores)
 
 
+SHARD_NAME = re.compile(r"shard-(\d{5,})\.(npy|paths)")
+
+
 def shard_files(out: Path) -> list[tuple[Path, Path]]:
     """The complete shards in ``out`` (both files present), in order."""
     found = []
     for paths in sorted(out.glob("shard-*.paths")):
         vectors = paths.with_suffix(".npy")
-        if vectors.is_file():
+        if SHARD_NAME.fullmatch(paths.name) and vectors.is_file():
             found.append((vectors, paths))
     return found
 
 
+def _next_shard(out: Path) -> int:
+    """One past the highest shard number in use by either file, complete or not, so a
+    new shard never replaces an old one (a gap, a crash between the two renames)."""
+    numbers = [int(match.group(1)) for entry in os.scandir(out)
+               if (match := SHARD_NAME.fullmatch(entry.name))]
+    return max(numbers, default=-1) + 1
+
+
 def _read_paths(path: Path) -> list[str]:
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise InputError(f"{path}: cannot read the shard's paths: {clip(str(error), 120)}"
                          ) from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, str) or "\0" in row:
+            raise InputError(f"{path}:{number}: not a path (a JSON string)")
+    return rows
+
+
+def _load_shard(vectors: Path, rows: int | None = None, length: int | None = None,
+                mmap: bool = True) -> np.ndarray:
+    """A shard's array, refused in one line unless it is float32 (rows, length)."""
+    try:
+        array = np.load(vectors, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"{vectors}: not a shard (.npy) this module wrote: "
+                         f"{clip(str(error), 120)}") from None
+    shape = getattr(array, "shape", ())
+    if array.dtype != np.float32 or len(shape) != 2 or (rows is not None and shape[0] != rows) \
+            or (length is not None and shape[1] != length):
+        raise InputError(f"{vectors}: holds {array.dtype} {shape}, not float32 rows of "
+                         f"{length or 'one'} length" + (f" for its {rows} paths" if rows
+                                                          is not None else ""))
+    return array
 
 
 def read_embeddings(out: str | os.PathLike, mmap: bool = True
@@ -94,12 +128,10 @@ def read_embeddings(out: str | os.PathLike, mmap: bool = True
     paths: list[str] = []
     arrays = []
     for vectors, names in shard_files(out):
-        array = np.load(vectors, mmap_mode="r" if mmap else None, allow_pickle=False)
         rows = _read_paths(names)
-        if array.ndim != 2 or len(rows) != len(array):
-            raise InputError(f"{vectors}: {len(array)} rows but {len(rows)} paths")
+        arrays.append(_load_shard(vectors, len(rows), arrays[0].shape[1] if arrays else None,
+                                  mmap))
         paths += rows
-        arrays.append(array)
     if not arrays:
         raise InputError(f"{out}: holds no shards")
     return paths, np.concatenate(arrays) if len(arrays) > 1 else np.asarray(arrays[0])
@@ -113,10 +145,25 @@ def _settings(spec, tap: str, pool: str, preprocessing: str, weights, resize: st
 
     source = resolve(weights, spec.name, spec.head.type) if weights is not None else None
     name = source.file_name if source else \
-        None if weights is None else os.path.basename(str(weights))
-    return {"format": "vggspec.embed/1", "spec": spec.to_dict(), "tap": tap, "pool": pool,
+        None if weights is None else _weights_identity(weights)
+    network = spec.to_dict()
+    for unused in ("train", "description"):  # the vectors do not depend on them
+        network.pop(unused, None)
+    return {"format": "vggspec.embed/1", "spec": network, "tap": tap, "pool": pool,
             "preprocess": preprocessing, "resize": resize, "precision": precision,
             "weights": name}
+
+
+def _weights_identity(path) -> str:
+    """A weights file by name and content: two files called best.weights.h5 differ."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:  # the loader names the problem, with the file
+        return os.path.basename(str(path))
+    return f"{os.path.basename(str(path))} sha256:{digest.hexdigest()[:16]}"
 
 
 def _check_out(out: Path, settings: dict) -> set[str]:
@@ -136,8 +183,13 @@ def _check_out(out: Path, settings: dict) -> set[str]:
             != settings:
         raise InputError(f"{out}: holds embeddings made with other settings (see {META}); "
                          f"give --out another folder")
-    return {os.path.realpath(path) for _, names in shard_files(out)
-            for path in _read_paths(names)}
+    length = earlier.get("length")
+    done = set()
+    for vectors, names in shard_files(out):
+        rows = _read_paths(names)
+        _load_shard(vectors, len(rows), length if isinstance(length, int) else None)
+        done.update(os.path.realpath(path) for path in rows)
+    return done
 
 
 def check_destination(spec, out: str | os.PathLike, *, tap: str, pool: str = "avg",
@@ -207,7 +259,7 @@ def embed(spec_or_path, images: list[str | os.PathLike], out: str | os.PathLike,
     report = EmbedReport(skipped=len(files) - len(todo))
     if not todo:
         return report
-    shard_number = len(shard_files(out))
+    shard_number = _next_shard(out)
 
     from .backends import precision_policy
 
@@ -260,7 +312,8 @@ def embed(spec_or_path, images: list[str | os.PathLike], out: str | os.PathLike,
                     report.length = vectors.shape[1]
                     _write_meta(out, {**settings, "length": report.length})
                 pending_rows.append(vectors)
-                pending_paths.extend(str(path) for path, _ in loaded)
+                # Absolute: a rerun from another folder still finds them done.
+                pending_paths.extend(os.path.abspath(path) for path, _ in loaded)
                 while len(pending_paths) >= shard_rows:
                     flush(shard_rows)
             if progress:
