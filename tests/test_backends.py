@@ -157,3 +157,64 @@ def test_a_backend_that_is_not_installed_is_one_line(monkeypatch):
         "set KERAS_BACKEND to a backend you have: tensorflow, jax or torch)")
     with pytest.raises(vggspec.UsageError, match="^KERAS_BACKEND=mxnet: vggspec runs on "):
         require("mxnet")
+
+
+TRAIN_ON_BACKEND = """
+import json, sys
+import numpy as np
+from vggspec import training
+
+spec_file, data, out = sys.argv[1:4]
+settings = dict(epochs=3, seed=4, log=lambda line: None)
+straight = training.train(spec_file, data, out + "/straight", **settings)
+
+def stop(line):
+    if line.startswith("epoch 2/"):
+        raise KeyboardInterrupt
+
+try:
+    training.train(spec_file, data, out + "/resumed", epochs=3, seed=4, log=stop)
+except training.TrainingInterrupted:
+    pass
+resumed = training.train(spec_file, data, out + "/resumed", resume=True, **settings)
+figures = training.evaluate(out + "/straight", data)
+print(json.dumps({"straight": straight.history, "resumed": resumed.history,
+                  "accuracy": figures["accuracy"], "images": figures["images"]}))
+"""
+
+
+def test_training_and_its_resume_run_on_jax(tmp_path):
+    """Single-device training on JAX (tf.data still feeds it): files, exact resume,
+    evaluate."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    import json
+
+    from PIL import Image
+
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text("name: tiny\ninput: {shape: [16, 16, 3]}\n"
+                         "defaults: {batch_norm: {momentum: 0.9}}\nblocks: [[8, max]]\n"
+                         "head: {type: global_avg, classes: 2, dropout: 0.2}\n"
+                         "train: {batch_size: 8, learning_rate: 0.01}\n")
+    rng = np.random.default_rng(0)
+    for name, colour in (("dark", 40), ("light", 210)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for index in range(8):
+            pixels = np.clip(colour + rng.normal(0, 20, (18, 18, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "data" / name / f"{index}.png")
+    result = subprocess.run([sys.executable, "-c", TRAIN_ON_BACKEND, str(spec_file),
+                             str(tmp_path / "data"), str(tmp_path)], cwd=ROOT,
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.splitlines()[-1])
+    assert [row["epoch"] for row in got["resumed"]] == [1, 2, 3]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose([row[key] for row in got["resumed"]],
+                                   [row[key] for row in got["straight"]], rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
+    assert got["images"] == 16 and 0 <= got["accuracy"] <= 1
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == sorted(
+        ["best.keras", "last.keras", "history.csv", "curves.png", "confusion.png",
+         "metrics.json", "spec.yaml", "state.json", "logs"])

@@ -112,6 +112,20 @@ def quiet_keras():
     return keras
 
 
+def quiet_tensorflow():
+    """TensorFlow, imported the first time with its C++ start-up notes silenced: on the
+    JAX or PyTorch backend, tf.data (training, embedding) imports it after Keras."""
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with native_stderr_silenced(not os.environ.get("VGGSPEC_NATIVE_LOGS")):
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+    import tensorflow as tf
+
+    return tf
+
+
 def start(quiet: bool = True) -> str:
     """Import Keras and its backend with their start-up notes silenced, and say where
     models will run: ``jax, NVIDIA H200`` or ``tensorflow, CPU``."""

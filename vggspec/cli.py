@@ -368,6 +368,11 @@ def cmd_export(args) -> int:
 
     require("tensorflow", "vggspec export converts through TensorFlow (model.export), so "
                           "it needs TensorFlow")
+    from .backends import backend
+
+    if backend() != "tensorflow":
+        raise UsageError(f"vggspec export is tested on the TensorFlow backend only; run it "
+                         f"with KERAS_BACKEND=tensorflow (the backend is {backend()})")
 
     # Everything that can be wrong fails before TensorFlow starts or the model is built.
     check_export_path(args.out, args.format)

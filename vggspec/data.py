@@ -174,7 +174,9 @@ def decode(files: list[Path], channels: int, size: tuple[int, int], resize: str 
     """Read every file with ``load_image`` in tf.data's parallel map (Pillow releases
     the GIL while it decodes), in order; a file that cannot be read is left out and
     listed, never a stop. ``progress`` is called with the count done so far."""
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     failed: list[tuple[Path, str]] = []
     read = _reader(list(files), channels, size, resize, failed)
@@ -207,7 +209,9 @@ def decode(files: list[Path], channels: int, size: tuple[int, int], resize: str 
 def preprocess_tensor(images, mode: str):
     """``vggspec.features.preprocess`` in TensorFlow ops, for a float32 batch in 0..255:
     the same arithmetic in the same order, so the two agree to float32 rounding."""
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     from .features import CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD
 
@@ -226,7 +230,9 @@ def augment_batch(images, seed, augment):
     """A float32 batch (B, H, W, C) with ``augment``'s random changes: a random resized
     crop (area share in [crop_scale, 1], aspect 3/4 to 4/3, bilinear, back to H x W) and
     a left-right flip, each image's draws from the stateless ``seed`` (two int64s)."""
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     shape = tf.shape(images)
     count, height, width = shape[0], shape[1], shape[2]
@@ -257,7 +263,9 @@ def batches(images: np.ndarray, labels: np.ndarray, classes: int, batch_size: in
     begins, so a resumed run sees the batches an uninterrupted run would; ``augment``
     (an Augment) then applies to each batch with draws from (seed, epoch, batch).
     Without ``seed``: the images in order, unchanged (validation, evaluation)."""
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     count = len(images)
 

@@ -77,7 +77,9 @@ def is_chief() -> bool:
 
 def strategy():
     """TensorFlow's distribution strategy for this process (see the module docstring)."""
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     if is_multi_worker():
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -102,7 +104,9 @@ def multi_worker_fit(distribution):
     module docstring); nothing is changed for any other strategy or Keras version."""
     import keras
 
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     multi = isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy)
     if not multi or not keras.__version__.startswith(PATCHED_KERAS):

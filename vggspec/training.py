@@ -471,7 +471,9 @@ def run_training(prepared: Prepared, *, log: Callable[[str], None] | None = None
         raise InputError(f"{prepared.data}: none of the training images could be read")
 
     import keras
-    import tensorflow as tf
+    from .backends import quiet_tensorflow
+
+    tf = quiet_tensorflow()
 
     replicas = distribution.num_replicas_in_sync
     keras.utils.set_random_seed(settings.seed)
@@ -571,7 +573,8 @@ def predict(model, images: np.ndarray, preprocess: str, batch_size: int = 64) ->
     from .data import batches
 
     dataset = batches(images, np.zeros(len(images), np.int64), 1, batch_size, preprocess)
-    outputs = [np.asarray(model.predict_on_batch(x)) for x, _ in dataset]
+    # numpy batches: a jitted JAX or a torch model takes no TensorFlow tensors.
+    outputs = [np.asarray(model.predict_on_batch(x)) for x, _ in dataset.as_numpy_iterator()]
     probabilities = np.concatenate(outputs).astype(np.float64)
     if not np.isfinite(probabilities).all():
         raise InputError(f"{model.name}: the model's outputs are not finite numbers: training "
