@@ -152,8 +152,9 @@ def require(module: str, why: str = "") -> None:
     if module not in EXTRAS:
         raise UsageError(f"KERAS_BACKEND={module}: vggspec runs on tensorflow, jax or torch")
     if importlib.util.find_spec(module) is None:
-        other = "" if why else (" (or set KERAS_BACKEND to a backend you have: tensorflow, "
-                                "jax or torch)")
+        have = [name for name in EXTRAS if importlib.util.find_spec(name) is not None]
+        other = "" if why or not have else (f" (or set KERAS_BACKEND to a backend you have: "
+                                            f"{' or '.join(have)})")
         raise UsageError(f"{why or f'the Keras backend is {module}'}, which is not "
                          f"installed: pip install 'vggspec[{EXTRAS[module]}]'{other}")
 

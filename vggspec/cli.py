@@ -27,6 +27,14 @@ SPEC_HELP = "spec file (YAML), or a shipped spec's name such as vgg16 (see vggsp
 _started: list[str] = []
 
 
+def _check_backend() -> None:
+    """The Keras backend is one we run on and is installed: checked first, before a
+    command prints anything."""
+    from .backends import backend, require
+
+    require(backend())
+
+
 def _start_backend(args, name: str | None = None) -> None:
     """Start Keras and its backend with their C++ start-up notes silenced, once, and say
     where the model runs (``vgg16 on jax, NVIDIA H200``) before anything slow happens."""
@@ -336,6 +344,7 @@ def cmd_build(args) -> int:
     from ._files import check_output_file
     from .plan import plan
 
+    _check_backend()
     if args.save:
         check_output_file(args.save, (".keras",))
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
@@ -416,6 +425,7 @@ def cmd_features(args) -> int:
     from .features import check_preprocessing, default_preprocessing, list_images
     from .plan import plan
 
+    _check_backend()
     # Everything that can be wrong with the inputs fails before any folder is made.
     _check_spilled_images(args)
     images = list_images(args.images)
@@ -497,6 +507,7 @@ def cmd_train(args) -> int:
 
     require("tensorflow", "vggspec train reads images with tf.data and distributes with "
                           "tf.distribute, so it needs TensorFlow")
+    _check_backend()
 
     if args.partial and not args.weights:
         raise UsageError("--partial needs --weights")
@@ -568,6 +579,7 @@ def cmd_evaluate(args) -> int:
     from .evaluation import format_report
     from .training import check_evaluation, evaluate
 
+    _check_backend()
     # Everything that can be wrong fails before TensorFlow starts.
     check_evaluation(args.model, args.data, args.out, _cache_bytes(args))
     _start_backend(args, Path(args.model).name)
@@ -585,6 +597,7 @@ def cmd_embed(args) -> int:
     from .features import check_preprocessing, default_preprocessing, list_images
     from .plan import plan
 
+    _check_backend()
     # Everything that can be wrong with the inputs fails before TensorFlow starts.
     list_images(args.images)
     layout = plan(spec_argument(args.spec), _limit_bytes(args))
@@ -612,12 +625,14 @@ def cmd_embed(args) -> int:
         print(f"interrupted: {kept}run the same command again to go on", file=sys.stderr)
         return 130
     if report.skipped:
-        print(f"{report.skipped:,} images already embedded in {printable(str(Path(args.out)))}, skipped",
+        print(f"{report.skipped:,} images already embedded in {printable(str(Path(args.out)))}/, "
+              f"skipped",
               file=sys.stderr)
     if report.written:
-        print(f"wrote {report.written:,} vectors of {report.length:,} ({tap}, {args.pool} "
-              f"pool) in {len(report.shards)} shard{'s' * (len(report.shards) != 1)} to "
-              f"{printable(str(Path(args.out)))}/")
+        how = "flattened" if args.pool == "none" else f"{args.pool} pool"
+        print(f"wrote {report.written:,} vector{'s' * (report.written != 1)} of "
+              f"{report.length:,} ({tap}, {how}) in {len(report.shards)} "
+              f"shard{'s' * (len(report.shards) != 1)} to {printable(str(Path(args.out)))}/")
     elif not report.failed:
         print(f"nothing new to embed: every image is in {printable(str(Path(args.out)))}/ already")
     return _list_failed([reason for _, reason in report.failed], "images")
