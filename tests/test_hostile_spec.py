@@ -385,3 +385,11 @@ def test_9000_unknown_keys_whose_values_are_also_wrong(tmp_path):
     assert found["issues"] == 9_000
     assert found["lines"][0].endswith("'yes' is ambiguous: YAML 1.1 reads it as a boolean; "
                                       "write true or false, or quote it for a string")
+
+
+def test_mappings_listed_twice_in_a_unique_list_are_named_not_a_crash():
+    """YAML's `?A` in a flow list is a one-key mapping; two of them in taps (found by
+    the property test above) once crashed the uniqueness check: mappings are unhashable."""
+    found = lines_of("name: ok\ninput: {shape: [32, 32, 3]}\nblocks: [[8, max]]\n"
+                     "head: {type: none}\ntaps: [?A, ?A]\n")
+    assert "$.taps[1]: a mapping is listed twice" in " ".join(found)

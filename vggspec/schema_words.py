@@ -132,9 +132,11 @@ def translate(error, hint=did_you_mean, reported=()) -> Iterator[tuple[str, str,
     elif rule == "uniqueItems":
         seen = set()
         for index, item in enumerate(value):
-            if item in seen:
+            # A mapping or list item (YAML's "? key" in a flow list) is not hashable.
+            marker = repr(item) if isinstance(item, (dict, list)) else item
+            if marker in seen:
                 yield f"{path}[{index}]", f"{_describe(item)} is listed twice", False
-            seen.add(item)
+            seen.add(marker)
     elif rule == "not":
         words = error.schema.get("errorMessage") or "not allowed here"
         plain = error.schema.get("not") != {} and not isinstance(value, (list, dict))
