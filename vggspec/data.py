@@ -169,6 +169,19 @@ def image_bytes(count: int, size: tuple[int, int], channels: int) -> int:
     return count * size[0] * size[1] * channels
 
 
+def check_cache(data, count: int, size: tuple[int, int], channels: int,
+                max_bytes: int | None, tail: str = "") -> None:
+    """Refuse ``count`` images whose decoded uint8 copies would take more than
+    ``max_bytes`` (None: the default limit; 0: none), naming the folder and the flag."""
+    limit = DEFAULT_MAX_CACHE_BYTES if max_bytes is None else max_bytes
+    need = image_bytes(count, size, channels)
+    if limit and need > limit:
+        shape = "x".join(str(side) for side in (*size, channels))
+        raise InputError(f"{data}: {count:,} images of {shape} need {need / 2**30:.1f} GiB "
+                         f"decoded, over the {limit / 2**30:.1f} GiB limit (--max-cache-gib)"
+                         f"{tail}")
+
+
 def decode(files: list[Path], channels: int, size: tuple[int, int], resize: str = "crop",
            progress: Callable[[int], None] | None = None) -> Decoded:
     """Read every file with ``load_image`` in tf.data's parallel map (Pillow releases

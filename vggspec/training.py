@@ -328,7 +328,7 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
     """Check a training run without starting TensorFlow (see ``train`` for the
     arguments); raises what ``train`` raises before training."""
     from .builder import as_plan
-    from .data import DEFAULT_MAX_CACHE_BYTES, image_bytes, scan_folder, split
+    from .data import check_cache, scan_folder, split
     from .features import check_preprocessing, default_preprocessing
     from .plan import DEFAULT_MAX_WEIGHT_BYTES
 
@@ -380,13 +380,8 @@ def prepare(spec_or_path: Any, data: str | os.PathLike, out: str | os.PathLike, 
                              f"pass --epochs with more to continue it")
     size = spec.input_shape[:2]
     # None: the default limit; 0: no limit.
-    limit = DEFAULT_MAX_CACHE_BYTES if max_cache_bytes is None else max_cache_bytes
-    count = len(train_files) + len(val_files)
-    need = image_bytes(count, size, channels)
-    if limit and need > limit:
-        raise InputError(f"{data}: {count:,} images of {_shape((*size, channels))} need "
-                         f"{need / 2**30:.1f} GiB decoded, over the {limit / 2**30:.1f} GiB "
-                         f"limit (--max-cache-gib); decoding while streaming is not built yet")
+    check_cache(data, len(train_files) + len(val_files), size, channels, max_cache_bytes,
+                "; decoding while streaming is not built yet")
     return Prepared(spec, settings, run, folder.class_names, train_files, train_labels,
                     val_files, val_labels, state, weights, partial, str(data),
                     weight_limit or None)
@@ -698,7 +693,7 @@ def check_evaluation(run_or_model: str | os.PathLike, data: str | os.PathLike,
     """(model path, its vggspec.json, the ImageFolder) for ``evaluate``, checked without
     TensorFlow: the model file and what it carries, the data's classes against the
     model's, the output folder, and the memory the decoded images need."""
-    from .data import DEFAULT_MAX_CACHE_BYTES, image_bytes, scan_folder
+    from .data import check_cache, scan_folder
 
     path = Path(run_or_model)
     if path.is_dir():
@@ -717,12 +712,7 @@ def check_evaluation(run_or_model: str | os.PathLike, data: str | os.PathLike,
 
         check_output_dir(out)
     shape = info["input_shape"]
-    limit = DEFAULT_MAX_CACHE_BYTES if max_cache_bytes is None else max_cache_bytes
-    need = image_bytes(len(folder.files), tuple(shape[:2]), shape[2])
-    if limit and need > limit:
-        raise InputError(f"{data}: {len(folder.files):,} images of {_shape(shape)} need "
-                         f"{need / 2**30:.1f} GiB decoded, over the {limit / 2**30:.1f} GiB "
-                         f"limit (--max-cache-gib)")
+    check_cache(data, len(folder.files), tuple(shape[:2]), shape[2], max_cache_bytes)
     return path, info, folder
 
 
