@@ -121,3 +121,45 @@ def feature_model(model_or_spec: Any, taps: list[str] | tuple[str, ...] | None =
     mapping = resolve_taps((layer.name for layer in model.layers), taps, model.name)
     outputs = {tap: model.get_layer(name).output for tap, name in mapping.items()}
     return keras.Model(model.input, outputs, name=f"{model.name}_features")
+
+
+def layer_chain(model: Any, after: str | None, upto: str, *, input_shape=None,
+                logits: bool = False):
+    """A model of the layers of one of our chain models (every layer feeds the next, as
+    build_model makes them) that follow ``after`` (None: the input) up to and including
+    ``upto``, sharing their weights.
+
+    ``input_shape`` (without the batch) defaults to what the first layer takes; a conv
+    stack takes any size, so filter pictures can run at a smaller size than the spec's.
+    ``logits=True`` ends in the scores before a final activation (Grad-CAM's class
+    score): the last Dense layer's activation is left out. Raises UsageError for a name
+    that is not a layer of the model, or ``upto`` before ``after``.
+
+    >>> head = layer_chain(model, "block5_conv3", "predictions", logits=True)
+    >>> head.input.shape, head.output.shape
+    ((None, 14, 14, 512), (None, 1000))
+    """
+    from .backends import quiet_keras
+    from .errors import UsageError
+
+    keras = quiet_keras()
+    names = [layer.name for layer in model.layers]
+    for name in (after, upto):
+        if name is not None and name not in names:
+            raise UsageError(f"{model.name} has no layer named {name!r}")
+    start = names.index(after) + 1 if after is not None else 1
+    stop = names.index(upto)
+    if stop < start:
+        raise UsageError(f"{upto} comes before {after} in {model.name}")
+    first = model.layers[start]
+    shape = input_shape or tuple(first.input.shape[1:])
+    x = inputs = keras.Input(shape=shape, name=f"{after or INPUT_NAME}_output")
+    for layer in model.layers[start:stop + 1]:
+        if logits and layer is model.layers[stop] and isinstance(layer, keras.layers.Dense):
+            linear = keras.layers.Dense(layer.units, name=f"{layer.name}_logits",
+                                        dtype=layer.dtype_policy)
+            linear.build(x.shape)
+            linear.set_weights(layer.get_weights())
+            layer = linear
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_{after or 'input'}_to_{upto}")

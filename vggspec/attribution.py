@@ -1,0 +1,130 @@
+"""Class activation maps: where in the image the evidence for a class lies.
+
+    model + prepared image --grad_cam--> heatmap at a conv layer's resolution
+
+Grad-CAM (Selvaraju et al., 2017): with A the conv layer's output (h, w, K) and y the
+class's score before the final soft-max, each channel k is weighted by the mean over
+positions of dy/dA_k, and the map is ReLU(sum_k weight_k * A_k). The gradient is one
+vector-Jacobian product on whichever Keras backend runs (vggspec.backends.compiled_vjp).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UsageError, listed, printable
+
+
+def layer_kinds(model_or_plan) -> list[tuple[str, str]]:
+    """(name, kind) of each layer of a Keras model or a Plan (no TensorFlow for a plan);
+    the kind is the Keras class name, Conv2D for a convolution."""
+    if hasattr(model_or_plan, "spec"):
+        return [(layer.name, layer.kind) for layer in model_or_plan.layers]
+    return [(layer.name, type(layer).__name__) for layer in model_or_plan.layers]
+
+
+def check_conv_layer(model_or_plan, name: str, option: str = "--layer") -> str:
+    """``name`` if it is one of the convolution layers of a model or plan; else
+    UsageError naming them (the maps of a pooling or dense layer are not what Grad-CAM
+    or filter pictures are about)."""
+    layers = layer_kinds(model_or_plan)
+    convs = [layer for layer, kind in layers if kind == "Conv2D"]
+    if name in convs:
+        return name
+    owner = getattr(getattr(model_or_plan, "spec", model_or_plan), "name", "the model")
+    what = ("is not a convolution layer" if name in dict(layers)
+            else f"is not a layer of {owner}")
+    raise UsageError(f"{option} {printable(repr(name))} {what}; choose one of "
+                     f"{listed(convs)}")
+
+
+class GradCam:
+    """Grad-CAM for one model and conv layer, compiled once for many images.
+
+    ``layer`` defaults to the last convolution (block5_conv3 in VGG16). Calling it with
+    a batch of prepared inputs (N, H, W, C) and one class index per image (None: each
+    image's top class) returns (maps (N, h, w) float32, class indices, class scores).
+    Raises UsageError for a layer that is not a convolution, or a model whose last layer
+    is not a classifier.
+
+    >>> maps, classes, scores = GradCam(model)(batch)
+    """
+
+    def __init__(self, model, layer: str | None = None):
+        from .backends import compiled_vjp, quiet_keras
+        from .builder import layer_chain
+
+        keras = quiet_keras()
+        convs = [name for name, kind in layer_kinds(model) if kind == "Conv2D"]
+        if not convs:
+            raise UsageError(f"{model.name} has no convolution layer")
+        self.layer = check_conv_layer(model, layer or convs[-1], "--cam-layer")
+        last = model.layers[-1]
+        if not isinstance(last, keras.layers.Dense):
+            raise UsageError(f"{model.name} ends in {last.name}, not a classifier: Grad-CAM "
+                             f"needs class scores")
+        self.model = model
+        self._head = compiled_vjp(layer_chain(model, self.layer, last.name, logits=True))
+        self._runs: dict[tuple, object] = {}
+
+    def _features(self, shape: tuple):
+        """The compiled call from the input to the layer, for inputs of this shape (a
+        spec with an open input size meets several)."""
+        if shape not in self._runs:
+            from .backends import compiled_call, quiet_keras
+            from .builder import layer_chain
+
+            chain = layer_chain(self.model, None, self.layer, input_shape=shape)
+            self._runs[shape] = compiled_call(quiet_keras().Model(chain.input,
+                                                                  {"map": chain.output}))
+        return self._runs[shape]
+
+    def __call__(self, batch: np.ndarray, classes=None):
+        batch = np.asarray(batch, dtype=np.float32)
+        activations = self._features(tuple(batch.shape[1:]))(batch)["map"]
+        scores, _ = self._head(activations, np.zeros((len(batch), self.classes), np.float32))
+        if classes is None:
+            classes = scores.argmax(axis=1)
+        classes = np.asarray(classes, dtype=np.int64).reshape(len(batch))
+        if ((classes < 0) | (classes >= self.classes)).any():
+            raise UsageError(f"class index must be from 0 to {self.classes - 1}, got "
+                             f"{classes.tolist()}")
+        chosen = np.zeros_like(scores)
+        chosen[np.arange(len(batch)), classes] = 1.0
+        _, gradients = self._head(activations, chosen)
+        weights = gradients.mean(axis=(1, 2))                 # (N, K)
+        maps = np.maximum(np.einsum("nhwk,nk->nhw", activations, weights), 0)
+        return maps.astype(np.float32), classes, scores[np.arange(len(batch)), classes]
+
+    @property
+    def classes(self) -> int:
+        return int(self.model.output.shape[-1])
+
+
+def grad_cam(model, image: np.ndarray, class_index: int | None = None,
+             layer: str | None = None) -> np.ndarray:
+    """The Grad-CAM map of one prepared input (H, W, C), as the model takes it (after
+    preprocessing), for ``class_index`` (None: the top class) at ``layer`` (None: the
+    last convolution): an (h, w) float32 array at that layer's resolution, not
+    normalised. For many images, make one GradCam and call it per batch.
+
+    >>> heat = grad_cam(model, preprocess(load_image("cat.jpg", size=(224, 224))), 281)
+    >>> heat.shape
+    (14, 14)
+    """
+    maps, _, _ = GradCam(model, layer)(np.asarray(image)[None],
+                                       None if class_index is None else [class_index])
+    return maps[0]
+
+
+def upsample(heat: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A map scaled to the image's size (bilinear, as Grad-CAM's figures do), 0..1 by
+    its maximum (all zeros stays zeros)."""
+    from PIL import Image
+
+    heat = np.asarray(heat, dtype=np.float32)
+    top = float(heat.max())
+    scaled = heat / top if top > 0 else np.zeros_like(heat)
+    picture = Image.fromarray(scaled, mode="F").resize((width, height),
+                                                        Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(picture), 0, 1)

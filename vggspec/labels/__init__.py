@@ -1,0 +1,1 @@
+"""Class names shipped with vggspec, as package data (see imagenet.txt's header)."""
