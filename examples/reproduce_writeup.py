@@ -20,7 +20,7 @@ from matplotlib import cbook
 import vggspec
 from vggspec.builder import build_model, feature_model
 from vggspec.features import compiled, load_image, preprocess
-from vggspec.render import render_overview, write_grid, write_png
+from vggspec.render import render_overview, shape_text, write_grid, write_png
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def main() -> None:
     print("Input image:", photo.shape)
     for tap, maps in features.items():
         print(f"Feature map after {tap}: TensorShape({list(maps.shape)})")
-        write_grid(maps[0], out / f"{tap}.png", f"{tap}  {tuple(maps.shape)}")
+        write_grid(maps[0], out / f"{tap}.png", f"{tap}  {shape_text(maps.shape[1:])}")
     write_png(render_overview(photo, {tap: maps[0] for tap, maps in features.items()}),
               out / "overview.png")
     print(f"pictures in {out}/")

@@ -170,7 +170,7 @@ def test_an_unforeseen_os_error_is_one_line(monkeypatch, capsys):
 def test_a_diagram_that_cannot_be_written_says_so(monkeypatch, capsys, tmp_path):
     import vggspec.diagram
 
-    def refuse(layout, path):
+    def refuse(layout, path, theme="light"):
         raise PermissionError(errno.EACCES, "Permission denied")
     monkeypatch.setattr(vggspec.diagram, "write_diagram", refuse)
     out = tmp_path / "d.png"

@@ -438,15 +438,19 @@ def cmd_features(args) -> int:
     weights = _check_weights(args.weights, layout.spec, args)  # last: it may download
     check_output_dir(args.out)
     _start_backend(args, layout.spec.name)
+    _seed(args)
     from .pipeline import extract_features
+    from .render import Style
 
+    style = Style(cmap=args.cmap, theme=args.theme, scale=args.scale, format=args.format)
     try:
         report = extract_features(
             layout, images, args.out, weights=weights, taps=args.taps,
             batch_size=args.batch_size, resize=args.resize, preprocessing=preprocessing,
             png=not args.no_png, npz=args.npz, max_channels=args.max_channels,
-            cmap=args.cmap, progress=_progress, max_weight_bytes=_limit_bytes(args),
-            max_activation_bytes=_bytes(args.max_activation_gib), precision=args.precision)
+            progress=_progress, max_weight_bytes=_limit_bytes(args),
+            max_activation_bytes=_bytes(args.max_activation_gib), precision=args.precision,
+            style=style)
     except KeyboardInterrupt as interrupt:
         report = getattr(interrupt, "report", None)
         done = [printable(str(path)) for path, _ in report.done] if report else []
@@ -468,7 +472,15 @@ def cmd_features(args) -> int:
     return EXIT_OK
 
 
-def _seed(text: str) -> int:
+def _seed(args) -> None:
+    """Seed Keras before a build, so layers that no weights file fills start the same
+    way each run (--seed): the same pictures from the same command."""
+    from .backends import quiet_keras
+
+    quiet_keras().utils.set_random_seed(args.seed)
+
+
+def _seed_number(text: str) -> int:
     digits = text.strip()
     if not (digits.isascii() and digits.isdigit() and len(digits) < 11
             and int(digits) < 2 ** 31):
@@ -638,17 +650,119 @@ def cmd_embed(args) -> int:
     return _list_failed([reason for _, reason in report.failed], "images")
 
 
+def _prediction_source(text: str) -> str:
+    """A run folder or .keras file as it is; anything else is a spec argument."""
+    if text.endswith(".keras") or os.path.isdir(text):
+        return text
+    return spec_argument(text)
+
+
+def cmd_predict(args) -> int:
+    from ._files import check_output_dir
+    from .features import list_images
+    from .predict import check_source, class_index
+
+    _check_backend()
+    # Everything that can be wrong with the inputs fails before TensorFlow starts.
+    images = list_images(args.images)
+    argument = _prediction_source(args.source)
+    model_file = argument.endswith(".keras") or os.path.isdir(argument)
+    if model_file and args.weights:
+        raise UsageError(f"{clip(args.source, MAX_PATH)} is a trained model, which carries its "
+                         f"weights; --weights is for specs")
+    if model_file:
+        source = check_source(argument, labels=args.labels, preprocess=args.preprocess,
+                              resize=args.resize)
+    else:
+        from .plan import plan
+
+        layout = plan(argument, _limit_bytes(args))
+        source = check_source(layout, labels=args.labels, preprocess=args.preprocess,
+                              resize=args.resize,
+                              weights_preprocess=_weights_preprocessing(args.weights,
+                                                                        layout.spec))
+    if args.cam_layer and source.plan is not None:
+        from .attribution import check_conv_layer
+
+        check_conv_layer(source.plan, args.cam_layer, "--cam-layer")
+    wanted = class_index(source, args.class_name) if args.class_name is not None else None
+    if wanted is not None and not args.cam:
+        raise UsageError("--class chooses the class a Grad-CAM map is drawn for: add --cam")
+    if args.cam:
+        check_output_dir(args.out)
+    weights = None if model_file else _check_weights(args.weights, layout.spec, args)
+    _start_backend(args, source.name)
+    _seed(args)
+    from .predict import load_model, predict
+
+    model = load_model(source, weights)
+    cams = None
+    if args.cam:
+        from .attribution import GradCam
+
+        cams = GradCam(model, args.cam_layer)
+    top = min(args.top, source.classes)
+    written: list[str] = []
+    names = _cam_names(images)
+
+    def each(batch) -> None:
+        for prediction in batch:
+            print(f"{printable(str(prediction.path))}: " + ", ".join(
+                f"{printable(name)} {probability:.3f}" for _, name, probability
+                in prediction.top), flush=True)
+        if cams is not None:
+            written.extend(_write_cams(cams, source, batch, wanted, args, names))
+
+    report = predict(source, model, images, top=top, batch_size=args.batch_size,
+                     # In a terminal the printed lines are the progress.
+                     progress=None if sys.stdout.isatty() else _progress, each=each)
+    if written:
+        print(f"wrote {len(written)} Grad-CAM picture{'s' * (len(written) != 1)} "
+              f"({cams.layer}) to {printable(str(Path(args.out)))}/", file=sys.stderr)
+    return _list_failed([reason for _, reason in report.failed], "images")
+
+
+def _cam_names(images: list[Path]) -> dict[Path, str]:
+    """Each image's picture name: its stem made safe, numbered where stems repeat."""
+    from .pipeline import folder_names
+
+    return dict(zip(images, folder_names(images)))
+
+
+def _write_cams(cams, source, batch, wanted, args, names) -> list[str]:
+    """Grad-CAM pictures of one batch's predictions, written to --out."""
+    import numpy as np
+
+    from .features import preprocess
+    from .render import cam_picture, write_picture
+
+    pixels = np.stack([prediction.image for prediction in batch])
+    maps, classes, _ = cams(preprocess(pixels, source.preprocess),
+                            None if wanted is None else [wanted] * len(batch))
+    written = []
+    for prediction, heat, index in zip(batch, maps, classes):
+        title = (f"{source.class_names[index]}  {prediction.probabilities[index]:.3f}  "
+                 f"(Grad-CAM, {cams.layer})")
+        path = Path(args.out) / f"{names[prediction.path]}.{args.format}"
+        write_picture(cam_picture(prediction.image, heat, title, args.theme), path)
+        written.append(str(path))
+    return written
+
+
 def cmd_diagram(args) -> int:
     from ._files import check_output_file
     from .diagram import write_diagram
     from .plan import plan
 
     spec = spec_argument(args.spec)
-    out = args.out or f"{Path(spec).stem}.png"
-    check_output_file(out, (".png", ".svg"))
+    out = args.out or f"{Path(spec).stem}.{args.format or 'png'}"
+    if args.out and args.format and Path(out).suffix.lower() != f".{args.format}":
+        raise UsageError(f"--format {args.format} and --out {clip(out, MAX_PATH)} disagree; "
+                         f"give one of them")
+    check_output_file(out, (".png", ".svg", ".pdf"))
     layout = plan(spec, _limit_bytes(args))
     try:
-        written = write_diagram(layout, out)
+        written = write_diagram(layout, out, theme=args.theme)
     except InputError:
         raise
     except OSError as error:
@@ -671,6 +785,20 @@ def cmd_new(args) -> int:
     print(f"wrote {printable(str(written))} (extends {args.base}); open it in an editor with "
           f"the YAML language server for completion")
     return EXIT_OK
+
+
+def _add_picture_options(parser, theme: str) -> None:
+    parser.add_argument("--theme", choices=("dark", "light"), default=theme,
+                        help=f"dark or light background (default {theme}; light suits print)")
+    parser.add_argument("--format", choices=("png", "svg", "pdf"), default="png",
+                        help="picture format (default png); in svg and pdf the text stays "
+                             "text, for papers and slides")
+
+
+def _add_seed(parser) -> None:
+    parser.add_argument("--seed", type=_seed_number, default=0, metavar="N",
+                        help="seed for the starting weights of layers no weights file fills "
+                             "(default 0: the same command draws the same pictures)")
 
 
 def _debug_option() -> argparse.ArgumentParser:
@@ -848,6 +976,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write no pictures (with --npz: arrays only)")
     features.add_argument("--cmap", default="viridis", type=_colour_map,
                           help="matplotlib colour map for the maps (default viridis)")
+    features.add_argument("--scale", choices=("channel", "layer"), default="channel",
+                          help="channel: each tile scaled to its own min..max, so every "
+                               "map shows its pattern (default); layer: one range for the "
+                               "whole grid, so tiles compare and the colour bar shows values")
+    _add_picture_options(features, "dark")
+    _add_seed(features)
     features.add_argument("--max-activation-gib", type=_gib, default=4.0, metavar="GIB",
                           help="fail an image whose float32 feature maps would need more "
                                "than this many GiB: with an open input size, a huge image "
@@ -897,7 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"peak learning rate (spec default: {TRAIN['learning_rate']})")
     train.add_argument("--optimizer", choices=("adamw", "sgd", "adam"),
                        help=f"(spec default: {TRAIN['optimizer']})")
-    train.add_argument("--seed", type=_seed, metavar="N",
+    train.add_argument("--seed", type=_seed_number, metavar="N",
                        help=f"seeds initialisation, split, order and augmentation (spec "
                             f"default: {TRAIN['seed']})")
     train.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
@@ -989,18 +1123,72 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit(embed)
     embed.set_defaults(run=cmd_embed)
 
+    predict = commands.add_parser(
+        "predict", parents=common,
+        help="top classes of images, with Grad-CAM maps of where the evidence lies",
+        description="Print each image's top classes and their probabilities, from a spec "
+                    "with weights or a model trained by vggspec train. Images are read and "
+                    "prepared as features does; a folder is read whole, in batches. Class "
+                    "names come from --labels, from the trained model, or ImageNet's for a "
+                    "1,000-class head. With --cam, write each image with its Grad-CAM map "
+                    "(Selvaraju et al., 2017) laid over it.",
+        epilog="examples:\n"
+               "  vggspec predict vgg16 --weights imagenet photo.jpg --top 3\n"
+               "  vggspec predict runs/digits photos/ --cam --out cams\n"
+               "  vggspec predict vgg16 --weights imagenet photo.jpg --cam --class tabby\n\n"
+               + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("source", metavar="SPEC_OR_MODEL",
+                         help=f"{SPEC_HELP}; or a run folder or .keras file from vggspec "
+                              f"train")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files or folders of images")
+    predict.add_argument("--weights", metavar="NAME|PATH",
+                         help="weights for a spec: imagenet, torchvision or a file (see "
+                              "build); none: the seeded starting weights")
+    predict.add_argument("--top", type=_count(1000), default=5, metavar="K",
+                         help="classes shown per image (default 5)")
+    predict.add_argument("--labels", metavar="FILE",
+                         help="class names, one per line in output order")
+    predict.add_argument("--cam", action="store_true",
+                         help="write a Grad-CAM picture per image to --out")
+    predict.add_argument("--cam-layer", metavar="LAYER",
+                         help="convolution layer the map is taken at (default the last, "
+                              "block5_conv3 in VGG16)")
+    predict.add_argument("--class", dest="class_name", metavar="NAME",
+                         help="draw the map for this class (a name, an output number, or "
+                              "an ImageNet WordNet id) instead of each image's top class")
+    predict.add_argument("--out", default="cam", metavar="DIR",
+                         help="folder for the Grad-CAM pictures (default cam)")
+    predict.add_argument("--resize", choices=("crop", "resize"),
+                         help="as in features (default crop, or the trained model's)")
+    predict.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
+                         help="as in features (default: what the weights or the trained "
+                              "model expect)")
+    predict.add_argument("--batch-size", type=_count(4096), default=16, metavar="N",
+                         help="images per forward pass (default 16)")
+    _add_picture_options(predict, "dark")
+    _add_seed(predict)
+    _add_limit(predict)
+    predict.set_defaults(run=cmd_predict)
+
     diagram = commands.add_parser(
         "diagram", parents=common,
-        help="draw the architecture (PNG or SVG), without TensorFlow",
+        help="draw the architecture (PNG, SVG or PDF), without TensorFlow",
         description="Draw the network as boxes whose height follows the spatial size and "
                     "thickness the channels, labelled in the paper's notation (conv3-64, "
                     "maxpool, FC-4096, soft-max), with each block's output shape.",
         epilog=EPILOG)
     diagram.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     diagram.add_argument("--out", metavar="FILE",
-                         help="output .png or .svg (default: <spec file stem>.png in the "
-                              "current folder, such as vgg16.png for archs/vgg16.yaml or "
-                              "vgg16)")
+                         help="output .png, .svg or .pdf (default: <spec file stem>.png in "
+                              "the current folder, such as vgg16.png for archs/vgg16.yaml "
+                              "or vgg16)")
+    diagram.add_argument("--format", choices=("png", "svg", "pdf"),
+                         help="the format, when --out is not given (default png); the "
+                              "figure is 7 inches wide with 7.5 pt text, so it drops into "
+                              "a paper's column as it is")
+    diagram.add_argument("--theme", choices=("light", "dark"), default="light",
+                         help="light (default) or dark background, for slides")
     _add_limit(diagram)
     diagram.set_defaults(run=cmd_diagram)
 

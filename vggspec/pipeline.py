@@ -32,6 +32,7 @@ import numpy as np
 
 from ._files import check_output_dir
 from .errors import InputError, SpecError, printable
+from .render import Style
 from .plan import (DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_WEIGHT_BYTES, Plan, format_bytes,
                    plan_layers, smallest_input)
 from .features import (batches, check_preprocessing, default_preprocessing, list_images,
@@ -219,12 +220,12 @@ def _cannot_write(path: Path, folder: Path, error: OSError) -> str:
 
 def _write_image(outcome: _Outcome, path: Path, image: np.ndarray,
                  maps: dict[str, np.ndarray], folder: Path, png: bool, npz: bool,
-                 max_channels: int | None, cmap: str) -> None:
+                 max_channels: int | None, style: Style) -> None:
     """Write one image's files into a temporary folder, then hand it to ``outcome``."""
     temporary = _temporary(folder)
     try:
         temporary.mkdir()
-        _write_files(image, maps, temporary, png, npz, max_channels, cmap)
+        _write_files(image, maps, temporary, png, npz, max_channels, style)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         outcome.fail(path, _cannot_write(path, folder, error))
@@ -235,19 +236,21 @@ def _write_image(outcome: _Outcome, path: Path, image: np.ndarray,
     outcome.finish(path, temporary, folder)
 
 
-def _write_files(image, maps, folder, png, npz, max_channels, cmap) -> None:
-    from .render import render_overview, write_grid, write_png
+def _write_files(image, maps, folder, png, npz, max_channels, style: Style) -> None:
+    from .render import overview_picture, shape_text, write_grid, write_picture
 
     if npz:
         with open(folder / "features.npz", "wb") as handle:
             np.savez(handle, **maps)
     if png:
         for tap, fmap in maps.items():
-            title = f"{tap}  {(1, *fmap.shape)}"
+            title = f"{tap}  {shape_text(fmap.shape)}"
             if max_channels and fmap.shape[2] > max_channels:
                 title += f"  first {max_channels} of {fmap.shape[2]} channels"
-            write_grid(fmap, folder / f"{tap}.png", title, max_channels, cmap)
-        write_png(render_overview(image, maps, cmap=cmap), folder / "overview.png")
+            write_grid(fmap, folder / f"{tap}.{style.format}", title, max_channels,
+                       style.cmap, style.theme, style.scale)
+        write_picture(overview_picture(image, maps, cmap=style.cmap, theme=style.theme),
+                      folder / f"overview.{style.format}")
 
 
 def _size_check(layout: Plan, taps, limit: int | None) -> Callable[[int, int], str | None]:
@@ -282,7 +285,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
                      progress: Callable[[int, int], None] | None = None,
                      max_weight_bytes: int | None = DEFAULT_MAX_WEIGHT_BYTES,
                      max_activation_bytes: int | None = DEFAULT_MAX_ACTIVATION_BYTES,
-                     precision: str = "float32") -> Report:
+                     precision: str = "float32", style: Style | None = None) -> Report:
     """Write feature-map pictures (and/or arrays) for each image to ``out/<name>/``.
 
     ``<name>`` is the image's stem made safe and numbered where images share it (see
@@ -297,6 +300,8 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     finish (a second Ctrl-C drops them too); the exception carries ``report``, whose
     ``done`` lists exactly the image folders in place. ``precision``: float32, or
     computation in bfloat16 or float16 (float32 weights; see vggspec.backends).
+    ``style``: the pictures' colour map, theme, scale and format (vggspec.render.Style;
+    ``cmap`` alone is a shorthand for ``Style(cmap=...)``).
 
     >>> report = extract_features("archs/vgg11.yaml", ["extra.jpg"], "out")
     >>> report.done
@@ -306,6 +311,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     from .builder import as_plan, feature_model
     from .features import compiled
 
+    style = style or Style(cmap=cmap)
     files, repeats = _unique(list_images(images))
     out = check_output_dir(out)
     layout = as_plan(spec_or_path, max_weight_bytes)
@@ -386,7 +392,7 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
                     one = {tap: value[position] for tap, value in maps.items()}
                     pending.append(writers.submit(_write_image, outcome, path, array, one,
                                                   folders[path], png, npz, max_channels,
-                                                  cmap))
+                                                  style))
             collect(block=False)
             finished += len(group)
             if progress:

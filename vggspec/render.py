@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,14 +20,65 @@ import numpy as np
 from ._files import atomic_path
 
 TITLE_HEIGHT = 28
-GAP = 1
+GAP = 2             # border between tiles: visible even around 2x2 maps zoomed to 32 px
 MIN_TILE = 32
 MIN_WIDTH = 320
-BACKGROUND = (24, 24, 24)
-TEXT = (235, 235, 235)
+NUMBERED_TILE = 48  # tiles at least this wide carry their channel number; smaller, a row's first
+BAR_MARGIN, BAR_WIDTH, BAR_LABELS = 10, 14, 60   # the colour bar right of the mosaic
 ROW = 96            # overview: height of each row's tiles
 LABEL_WIDTH = 190   # overview: room for the tap name and shape
 PER_ROW = 8         # overview: channels shown per tap
+SCALES = ("channel", "layer")
+FORMATS = ("png", "svg", "pdf")
+
+
+@dataclass(frozen=True)
+class Theme:
+    """The colours around the pictures, as RGB: background, text, the border between
+    tiles, and the edges of the diagram's boxes. One table for every picture."""
+
+    background: tuple[int, int, int]
+    text: tuple[int, int, int]
+    border: tuple[int, int, int]
+    edge: tuple[int, int, int]
+
+    def hex(self, part: str) -> str:
+        """One colour as matplotlib takes it: '#181818'."""
+        return "#" + "".join(f"{channel:02x}" for channel in getattr(self, part))
+
+
+THEMES = {"dark": Theme((24, 24, 24), (235, 235, 235), (0, 0, 0), (208, 208, 208)),
+          "light": Theme((255, 255, 255), (20, 20, 20), (255, 255, 255), (51, 51, 51))}
+
+
+def theme_of(name: str) -> Theme:
+    """The Theme called ``name``; ValueError naming the choices for another."""
+    if name not in THEMES:
+        raise ValueError(f"unknown theme {name!r}; choose {' or '.join(THEMES)}")
+    return THEMES[name]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How feature pictures look: colour map, theme, scale ("channel": each tile on its
+    own range; "layer": one range) and file format (png, svg or pdf). Checked when made.
+
+    >>> Style(theme="light", format="pdf").format
+    'pdf'
+    """
+
+    cmap: str = "viridis"
+    theme: str = "dark"
+    scale: str = "channel"
+    format: str = "png"
+
+    def __post_init__(self):
+        colormap(self.cmap)
+        theme_of(self.theme)
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}; choose {' or '.join(SCALES)}")
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; choose {', '.join(FORMATS)}")
 
 
 @lru_cache(maxsize=8)
@@ -42,15 +94,47 @@ def colormap(name: str = "viridis") -> np.ndarray:
 
 
 # Grids are palette pictures: one byte a pixel, a third of what RGB costs to compress.
-LEVELS = 254                  # palette entries 0..253: the colour map
-TEXT_INDEX, BACKGROUND_INDEX = 254, 255
+LEVELS = 253                  # palette entries 0..252: the colour map
+TEXT_INDEX, BACKGROUND_INDEX, BORDER_INDEX = 253, 254, 255
 
 
-@lru_cache(maxsize=8)
-def grid_palette(name: str = "viridis") -> np.ndarray:
-    """The (256, 3) palette of grid pictures: LEVELS colours of the map, text, background."""
+@lru_cache(maxsize=16)
+def grid_palette(name: str = "viridis", theme: str = "dark") -> np.ndarray:
+    """The (256, 3) palette of grid pictures: LEVELS colours of the map, then the
+    theme's text, background and border."""
+    colours = theme_of(theme)
     lut = colormap(name)[np.linspace(0, 255, LEVELS).round().astype(int)]
-    return np.concatenate([lut, [TEXT, BACKGROUND]]).astype(np.uint8)
+    return np.concatenate([lut, [colours.text, colours.background, colours.border]]
+                          ).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Label:
+    """Text placed on a picture: at (x, y) pixels, anchored as Pillow's anchors say
+    ("lm": left, middle), ``size`` pixels high. Raster output draws it into the pixels,
+    SVG and PDF keep it as text."""
+
+    x: float
+    y: float
+    text: str
+    size: int = 15
+    anchor: str = "lm"
+    boxed: bool = False      # on a background-coloured box (numbers on tiles)
+
+
+@dataclass
+class Picture:
+    """A picture before it is written: pixels without text, and the text on them.
+    ``pixels`` are palette indices (H, W) with ``palette`` (256, 3), or RGB (H, W, 3)."""
+
+    pixels: np.ndarray
+    labels: list[Label]
+    theme: Theme
+    palette: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
 
 
 def normalise_channels(fmap: np.ndarray) -> np.ndarray:
@@ -59,6 +143,15 @@ def normalise_channels(fmap: np.ndarray) -> np.ndarray:
     low = fmap.min(axis=(0, 1), keepdims=True)
     span = fmap.max(axis=(0, 1), keepdims=True) - low
     return np.divide(fmap - low, span, out=np.zeros_like(fmap), where=span > 0)
+
+
+def normalise_layer(fmap: np.ndarray) -> np.ndarray:
+    """Scale a whole (H, W, C) map to 0..1 with one range, so tiles compare."""
+    fmap = np.asarray(fmap, dtype=np.float32)
+    low, high = float(fmap.min()), float(fmap.max())
+    if high <= low:
+        return np.zeros_like(fmap)
+    return (fmap - low) / (high - low)
 
 
 def grid_shape(channels: int) -> tuple[int, int]:
@@ -72,72 +165,182 @@ def tile_scale(height: int, width: int) -> int:
     return max(1, math.ceil(MIN_TILE / max(height, width)))
 
 
+@lru_cache(maxsize=16)
 def _font(size: int):
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
 
 
-def grid_indices(fmap: np.ndarray, title: str = "", max_channels: int | None = None
-                 ) -> np.ndarray:
-    """The grid picture as palette indices (see render_grid for its layout)."""
+def shape_text(shape) -> str:
+    """A map's shape as people write it: 7x7x512 (no batch dimension)."""
+    return "x".join(str(size) for size in shape)
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def grid_picture(fmap: np.ndarray, title: str = "", max_channels: int | None = None,
+                 cmap: str = "viridis", theme: str = "dark", scale: str = "channel",
+                 numbers: bool = True) -> Picture:
+    """The grid of one (H, W, C) feature map as a Picture (see render_grid)."""
     fmap = np.asarray(fmap)
     if fmap.ndim != 3:
         raise ValueError(f"a feature map is (height, width, channels), got shape {fmap.shape}")
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose {' or '.join(SCALES)}")
     if max_channels:
         fmap = fmap[..., :max_channels]
     height, width, channels = fmap.shape
     rows, columns = grid_shape(channels)
     zoom = tile_scale(height, width)
-    levels = (normalise_channels(fmap) * (LEVELS - 1)).round().astype(np.uint8)
+    normalise = normalise_channels if scale == "channel" else normalise_layer
+    levels = (normalise(fmap) * (LEVELS - 1)).round().astype(np.uint8)
     tiles = levels.transpose(2, 0, 1)
     if zoom > 1:
         tiles = tiles.repeat(zoom, axis=1).repeat(zoom, axis=2)
     tile_h, tile_w = height * zoom, width * zoom
-    canvas = np.full((rows * columns, tile_h + GAP, tile_w + GAP), BACKGROUND_INDEX, np.uint8)
+    canvas = np.full((rows * columns, tile_h + GAP, tile_w + GAP), BORDER_INDEX, np.uint8)
+    canvas[channels:] = BACKGROUND_INDEX
     canvas[:channels, :tile_h, :tile_w] = tiles
     mosaic = canvas.reshape(rows, columns, tile_h + GAP, tile_w + GAP).transpose(0, 2, 1, 3)
     mosaic = mosaic.reshape(rows * (tile_h + GAP), columns * (tile_w + GAP))
-    mosaic = np.pad(mosaic, ((GAP, 0), (GAP, max(0, MIN_WIDTH - mosaic.shape[1] - GAP))),
-                    constant_values=BACKGROUND_INDEX)
-    return np.concatenate([_title_band(title, mosaic.shape[1]), mosaic], axis=0)
+    mosaic = np.pad(mosaic, ((GAP, 0), (GAP, 0)), constant_values=BORDER_INDEX)
+    body_h, body_w = mosaic.shape
+    width_total = max(MIN_WIDTH, body_w + BAR_MARGIN + BAR_WIDTH + BAR_LABELS)
+    picture = np.full((TITLE_HEIGHT + body_h, width_total), BACKGROUND_INDEX, np.uint8)
+    picture[TITLE_HEIGHT:, :body_w] = mosaic
+    # The colour bar: the map's levels from the top (high) down, the full body height.
+    bar_left = body_w + BAR_MARGIN
+    ramp = np.linspace(LEVELS - 1, 0, body_h - 2 * GAP).round().astype(np.uint8)
+    picture[TITLE_HEIGHT + GAP:TITLE_HEIGHT + body_h - GAP,
+            bar_left:bar_left + BAR_WIDTH] = ramp[:, None]
+    labels = [Label(6, TITLE_HEIGHT // 2, title, 15)] if title else []
+    if scale == "channel":
+        high, low = "max", "min"
+    else:
+        high, low = _number(float(np.max(fmap))), _number(float(np.min(fmap)))
+    text_x = bar_left + BAR_WIDTH + 4
+    labels += [Label(text_x, TITLE_HEIGHT + GAP + 5, high, 11),
+               Label(text_x, TITLE_HEIGHT + body_h - GAP - 6, low, 11)]
+    if numbers:
+        every = tile_w >= NUMBERED_TILE
+        for channel in range(channels):
+            row, column = divmod(channel, columns)
+            if every or column == 0:
+                labels.append(Label(GAP + column * (tile_w + GAP) + 1,
+                                    TITLE_HEIGHT + GAP + row * (tile_h + GAP) + 1,
+                                    str(channel), 10, "lt", boxed=True))
+    return Picture(picture, labels, theme_of(theme), grid_palette(cmap, theme))
 
 
 def render_grid(fmap: np.ndarray, title: str = "", max_channels: int | None = None,
-                cmap: str = "viridis") -> np.ndarray:
+                cmap: str = "viridis", theme: str = "dark", scale: str = "channel",
+                numbers: bool = True) -> np.ndarray:
     """Tile every channel of one (H, W, C) feature map into one RGB picture.
 
-    Each channel is normalised on its own and coloured with ``cmap``; tiles are zoomed
-    by ``tile_scale`` and separated by GAP pixels; a title band of TITLE_HEIGHT pixels
-    sits on top. For C channels (or the first ``max_channels``) in a (rows, columns) =
-    ``grid_shape(C)`` grid, the picture is
-    ``TITLE_HEIGHT + rows * (H * zoom + GAP) + GAP`` pixels high and
-    ``max(MIN_WIDTH, columns * (W * zoom + GAP) + GAP)`` wide.
+    ``scale="channel"`` normalises each channel on its own (the colour bar reads min to
+    max of each tile), ``"layer"`` uses one range for all (the bar shows its values).
+    Tiles are zoomed by ``tile_scale``, framed by GAP-pixel borders and carry their
+    channel number (every tile from NUMBERED_TILE pixels wide, else each row's first).
+    A title band of TITLE_HEIGHT pixels sits on top, the colour bar on the right. For C
+    channels (or the first ``max_channels``) in a (rows, columns) = ``grid_shape(C)``
+    grid, the picture is ``TITLE_HEIGHT + rows * (H * zoom + GAP) + GAP`` pixels high and
+    ``max(MIN_WIDTH, columns * (W * zoom + GAP) + GAP + BAR_MARGIN + BAR_WIDTH +
+    BAR_LABELS)`` wide.
 
     >>> render_grid(np.random.rand(7, 7, 512), "block5").shape
-    (857, 829, 3)
+    (881, 923, 3)
     """
-    return grid_palette(cmap)[grid_indices(fmap, title, max_channels)]
+    return rasterise(grid_picture(fmap, title, max_channels, cmap, theme, scale, numbers))
 
 
 def write_grid(fmap: np.ndarray, path: str | os.PathLike, title: str = "",
-               max_channels: int | None = None, cmap: str = "viridis") -> Path:
-    """render_grid straight to a palette PNG, atomically: the fast path for many images."""
-    from PIL import Image
+               max_channels: int | None = None, cmap: str = "viridis", theme: str = "dark",
+               scale: str = "channel", numbers: bool = True) -> Path:
+    """render_grid straight to a file, atomically: a palette PNG (the fast path for many
+    images), or SVG / PDF by the path's ending."""
+    return write_picture(grid_picture(fmap, title, max_channels, cmap, theme, scale, numbers),
+                         path)
 
-    picture = Image.fromarray(grid_indices(fmap, title, max_channels))
-    picture.putpalette(grid_palette(cmap).tobytes())  # an "L" picture becomes "P"
-    return _save(picture, path)
+
+def rasterise(picture: Picture) -> np.ndarray:
+    """A Picture as an RGB array, its labels drawn in."""
+    image = _pil_image(picture)
+    return np.asarray(image.convert("RGB"))
 
 
-def _title_band(title: str, width: int, height: int = TITLE_HEIGHT) -> np.ndarray:
+def _pil_image(picture: Picture):
     from PIL import Image, ImageDraw
 
-    band = Image.new("L", (width, height), BACKGROUND_INDEX)
-    draw = ImageDraw.Draw(band)
-    draw.fontmode = "1"  # no anti-aliasing: every pixel stays a palette entry
-    draw.text((6, height // 2), title, fill=TEXT_INDEX, font=_font(15), anchor="lm")
-    return np.asarray(band)
+    if picture.palette is not None:
+        image = Image.fromarray(picture.pixels, "L")
+        draw = ImageDraw.Draw(image)
+        draw.fontmode = "1"  # no anti-aliasing: every pixel stays a palette entry
+        text, box = TEXT_INDEX, BACKGROUND_INDEX
+    else:
+        image = Image.fromarray(np.ascontiguousarray(picture.pixels), "RGB")
+        draw = ImageDraw.Draw(image)
+        text, box = picture.theme.text, picture.theme.background
+    for label in picture.labels:
+        font = _font(label.size)
+        if label.boxed:
+            left, top, right, bottom = draw.textbbox((label.x, label.y), label.text, font=font,
+                                                     anchor=label.anchor)
+            draw.rectangle((label.x, label.y, right + 2, bottom + 1), fill=box)
+        draw.text((label.x + label.boxed, label.y + label.boxed), label.text, fill=text,
+                  font=font, anchor=label.anchor)
+    if picture.palette is not None:
+        image.putpalette(picture.palette.tobytes())  # an "L" picture becomes "P"
+    return image
+
+
+def write_picture(picture: Picture, path: str | os.PathLike) -> Path:
+    """Write a Picture, atomically, as PNG, SVG or PDF by the path's ending (another
+    ending is written as PNG). In SVG and PDF the pixels are one embedded image and the
+    labels stay text: searchable, selectable and sharp at any zoom."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("svg", "pdf"):
+        return _save(_pil_image(picture), path)
+    figure = vector_figure(picture)
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}), \
+            atomic_path(path) as temporary:
+        figure.savefig(temporary, format=kind, facecolor=figure.get_facecolor())
+    return path
+
+
+def vector_figure(picture: Picture):
+    """A Picture as a matplotlib Figure, one pixel a point at 72 dpi: the pixels as one
+    image, the labels as text at the same places and sizes."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    width, height = picture.size
+    pixels = picture.pixels if picture.palette is None else picture.palette[picture.pixels]
+    background = tuple(c / 255 for c in picture.theme.background)
+    figure = Figure(figsize=(width / 72, height / 72), dpi=72, facecolor=background)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.imshow(pixels, interpolation="nearest", extent=(0, width, height, 0))
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)
+    axes.axis("off")
+    colour = tuple(c / 255 for c in picture.theme.text)
+    horizontal = {"l": "left", "m": "center", "r": "right"}
+    vertical = {"t": "top", "m": "center", "b": "bottom", "s": "baseline"}
+    for label in picture.labels:
+        if label.boxed:
+            # Pillow's default font is about 0.6 of its size wide a character.
+            axes.add_patch(Rectangle((label.x, label.y), 0.62 * label.size * len(label.text)
+                                     + 2, label.size + 2, facecolor=background,
+                                     edgecolor="none"))
+        axes.text(label.x + label.boxed, label.y + label.boxed, label.text,
+                  fontsize=label.size * 0.8, color=colour,
+                  ha=horizontal[label.anchor[0]], va=vertical[label.anchor[1]])
+    return figure
 
 
 def _colour(values: np.ndarray, cmap: str) -> np.ndarray:
@@ -156,40 +359,92 @@ def _picture_of_input(image: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(picture.resize((width, height), Image.Resampling.BILINEAR))
 
 
+def overview_picture(image: np.ndarray, features: dict[str, np.ndarray],
+                     per_row: int = PER_ROW, cmap: str = "viridis", theme: str = "dark"
+                     ) -> Picture:
+    """The overview as a Picture (see render_overview)."""
+    from PIL import Image
+
+    colours = theme_of(theme)
+    width = LABEL_WIDTH + per_row * (ROW + GAP) + GAP
+    rows = 1 + len(features)
+    canvas = np.empty((rows * (ROW + GAP) + GAP, width, 3), np.uint8)
+    canvas[:] = colours.background
+    labels: list[Label] = []
+
+    def label(row: int, name: str, detail: str) -> None:
+        middle = GAP + row * (ROW + GAP) + ROW // 2
+        labels.extend([Label(8, middle - 9, name, 15), Label(8, middle + 10, detail, 12)])
+
+    shown = _picture_of_input(image, ROW)[:, :width - LABEL_WIDTH - GAP]
+    canvas[GAP:GAP + ROW, LABEL_WIDTH:LABEL_WIDTH + shown.shape[1]] = shown
+    label(0, "input", shape_text(np.shape(image)))
+    for row, (tap, fmap) in enumerate(features.items(), start=1):
+        fmap = np.asarray(fmap)
+        label(row, tap, shape_text(fmap.shape))
+        count = min(per_row, fmap.shape[2])
+        tiles = _colour(normalise_channels(fmap[..., :count]), cmap)
+        top = GAP + row * (ROW + GAP)
+        for index in range(count):
+            tile = Image.fromarray(np.ascontiguousarray(tiles[:, :, index]))
+            left = LABEL_WIDTH + index * (ROW + GAP)
+            canvas[top:top + ROW, left:left + ROW] = tile.resize(
+                (ROW, ROW), Image.Resampling.NEAREST)
+    return Picture(canvas, labels, colours)
+
+
 def render_overview(image: np.ndarray, features: dict[str, np.ndarray],
-                    per_row: int = PER_ROW, cmap: str = "viridis") -> np.ndarray:
-    """One picture of an input image and, below it, a row per tap: its name and shape,
-    then its first ``per_row`` channels, each ROW pixels high.
+                    per_row: int = PER_ROW, cmap: str = "viridis", theme: str = "dark"
+                    ) -> np.ndarray:
+    """One picture of an input image and, below it, a row per tap: its name and shape
+    (7x7x512), then its first ``per_row`` channels, each ROW pixels high.
 
     ``image`` is (H, W, C) in 0..255; ``features`` maps tap names to (H, W, C) maps for
     that image. The picture is ``(1 + len(features)) * (ROW + GAP) + GAP`` pixels high.
     """
-    from PIL import Image, ImageDraw
+    return rasterise(overview_picture(image, features, per_row, cmap, theme))
 
-    width = LABEL_WIDTH + per_row * (ROW + GAP) + GAP
-    rows = 1 + len(features)
-    canvas = Image.new("RGB", (width, rows * (ROW + GAP) + GAP), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    label_font, small_font = _font(15), _font(12)
 
-    def label(row: int, name: str, detail: str) -> None:
-        middle = GAP + row * (ROW + GAP) + ROW // 2
-        draw.text((8, middle - 9), name, fill=TEXT, font=label_font, anchor="lm")
-        draw.text((8, middle + 10), detail, fill=TEXT, font=small_font, anchor="lm")
+CAM_SIDE = 448      # Grad-CAM pictures: the image's long side, in pixels
 
-    shown = _picture_of_input(image, ROW)[:, :width - LABEL_WIDTH - GAP]
-    canvas.paste(Image.fromarray(np.ascontiguousarray(shown)), (LABEL_WIDTH, GAP))
-    label(0, "input", "x".join(str(s) for s in np.shape(image)))
-    for row, (tap, fmap) in enumerate(features.items(), start=1):
-        fmap = np.asarray(fmap)
-        label(row, tap, str((1, *fmap.shape)))
-        count = min(per_row, fmap.shape[2])
-        tiles = _colour(normalise_channels(fmap[..., :count]), cmap)
-        for index in range(count):
-            tile = Image.fromarray(np.ascontiguousarray(tiles[:, :, index]))
-            tile = tile.resize((ROW, ROW), Image.Resampling.NEAREST)
-            canvas.paste(tile, (LABEL_WIDTH + index * (ROW + GAP), GAP + row * (ROW + GAP)))
-    return np.asarray(canvas)
+
+def cam_picture(image: np.ndarray, heat: np.ndarray, title: str = "", theme: str = "dark",
+                cmap: str = "jet", alpha: float = 0.45) -> Picture:
+    """An image with its class activation map laid over it, a colour bar (0 to the
+    map's maximum) on the right and ``title`` on top.
+
+    ``image`` is (H, W, C) in 0..255, as the model saw it; ``heat`` is the map at any
+    resolution (a conv layer's), scaled bilinearly to the image. The image is shown
+    with its long side CAM_SIDE pixels; the map is blended in with ``alpha``.
+    """
+    from PIL import Image
+
+    from .attribution import upsample
+
+    colours = theme_of(theme)
+    height, width = np.shape(image)[:2]
+    factor = CAM_SIDE / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    shown = np.asarray(Image.fromarray(_picture_of_input(image, height)).resize(
+        size, Image.Resampling.BILINEAR), dtype=np.float32)
+    heat = upsample(heat, size[1], size[0])
+    blended = (1 - alpha) * shown + alpha * colormap(cmap)[(heat * 255).astype(np.uint8)]
+    body_w = size[0] + 2 * GAP
+    total_w = max(MIN_WIDTH, body_w + BAR_MARGIN + BAR_WIDTH + BAR_LABELS)
+    canvas = np.empty((TITLE_HEIGHT + size[1] + 2 * GAP, total_w, 3), np.uint8)
+    canvas[:] = colours.background
+    canvas[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + size[1], GAP:GAP + size[0]] = \
+        blended.round().clip(0, 255).astype(np.uint8)
+    bar_left = body_w + BAR_MARGIN
+    ramp = colormap(cmap)[np.linspace(255, 0, size[1]).round().astype(int)]
+    canvas[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + size[1],
+           bar_left:bar_left + BAR_WIDTH] = ramp[:, None]
+    text_x = bar_left + BAR_WIDTH + 4
+    labels = [Label(text_x, TITLE_HEIGHT + GAP + 5, "max", 11),
+              Label(text_x, TITLE_HEIGHT + GAP + size[1] - 6, "0", 11)]
+    if title:
+        labels.append(Label(6, TITLE_HEIGHT // 2, title, 15))
+    return Picture(canvas, labels, colours)
 
 
 def write_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
