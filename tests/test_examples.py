@@ -40,6 +40,20 @@ def test_variant_by_extends(tmp_path):
         "vgg16.png", "vgg16_small_gap.png", "vgg16_small_gap.yaml"]
 
 
+def test_filter_visualisation(tmp_path):
+    out = tmp_path / "f.png"
+    lines = run_example("filter_visualisation.py", "--count", "3", "--size", "32",
+                        "--steps", "3", "--out", str(out)).stdout.splitlines()
+    assert len(lines) == 4 and lines[-1].startswith(f"wrote {out} (3 filters in ")
+    rises = [line.split() for line in lines[:3]]
+    assert [row[1] for row in rises] == ["0:", "1:", "2:"]
+    assert all(float(row[-1]) > float(row[-3]) for row in rises)  # the ascent climbed
+    from PIL import Image
+
+    with Image.open(out) as picture:
+        assert picture.size == (320, 28 + 2 * 130 + 2)
+
+
 def test_perceptual_loss():
     lines = run_example("perceptual_loss.py").stdout.splitlines()
     assert lines[0].split() == ["tap", "shape", "blurred", "shifted"]

@@ -90,10 +90,10 @@ def test_grad_cam_pictures_one_per_image_with_a_colour_bar(trained, tmp_path, ca
     assert sorted(p.name for p in out.iterdir()) == ["1.png", "1_2.png"]
     for picture in out.iterdir():
         pixels = np.asarray(Image.open(picture).convert("RGB")).astype(int)
-        assert pixels.shape == (TITLE_HEIGHT + 448 + 2 * GAP, 448 + 2 * GAP + BAR_MARGIN
+        assert pixels.shape == (TITLE_HEIGHT + 320 + 2 * GAP, 2 * 320 + 3 * GAP + BAR_MARGIN
                                 + BAR_WIDTH + 60, 3)
-        bar = pixels[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + 448,
-                     448 + 2 * GAP + BAR_MARGIN + BAR_WIDTH // 2]
+        bar = pixels[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + 320,
+                     2 * 320 + 3 * GAP + BAR_MARGIN + BAR_WIDTH // 2]
         jet = colormap("jet").astype(int)
         levels = [int(np.abs(jet - colour).sum(axis=1).argmin()) for colour in bar]
         assert levels[0] == 255 and levels[-1] == 0

@@ -741,12 +741,84 @@ def _write_cams(cams, source, batch, wanted, args, names) -> list[str]:
                             None if wanted is None else [wanted] * len(batch))
     written = []
     for prediction, heat, index in zip(batch, maps, classes):
-        title = (f"{source.class_names[index]}  {prediction.probabilities[index]:.3f}  "
-                 f"(Grad-CAM, {cams.layer})")
+        title = (f"{source.class_names[index]}  p={prediction.probabilities[index]:.3f}  "
+                 f"Grad-CAM at {cams.layer}")
         path = Path(args.out) / f"{names[prediction.path]}.{args.format}"
         write_picture(cam_picture(prediction.image, heat, title, args.theme), path)
         written.append(str(path))
     return written
+
+
+def _filter_list(text: str) -> list[int]:
+    """An argparse type for --filters: filter numbers, comma-separated (0,5,9)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isascii() and part.isdigit() and len(part) < 7
+                            for part in parts):
+        raise argparse.ArgumentTypeError(f"must be filter numbers separated by commas, such "
+                                         f"as 0,5,9; got {printable(repr(text))}")
+    return [int(part) for part in parts]
+
+
+def cmd_filters(args) -> int:
+    from ._files import check_output_file
+    from .attribution import check_conv_layer
+    from .features import check_preprocessing, default_preprocessing
+
+    _check_backend()
+    argument = _prediction_source(args.source)
+    model_file = argument.endswith(".keras") or os.path.isdir(argument)
+    if model_file and args.weights:
+        raise UsageError(f"{clip(args.source, MAX_PATH)} is a trained model, which carries "
+                         f"its weights; --weights is for specs")
+    if model_file:
+        from .predict import check_source
+
+        source = check_source(argument, preprocess=args.preprocess)
+        name, layout, preprocessing = source.name, source.plan, source.preprocess
+    else:
+        from .plan import plan
+
+        layout = plan(argument, _limit_bytes(args))
+        name, channels = layout.spec.name, layout.spec.input_shape[2]
+        preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
+            or default_preprocessing(channels)
+        check_preprocessing(preprocessing, channels)
+    if layout is not None:
+        check_conv_layer(layout, args.layer)
+    out = args.out or f"{name}_{args.layer}.png"
+    check_output_file(out, (".png", ".svg", ".pdf"))
+    weights = None if model_file else _check_weights(args.weights, layout.spec, args)
+    _start_backend(args, name)
+    _seed(args)
+    import time
+
+    from .filters import filter_patterns
+    from .render import tiles_picture, write_picture
+
+    if model_file:
+        from .predict import load_model
+
+        model = load_model(source)
+    else:
+        from .builder import build_model
+
+        model = build_model(layout.up_to([args.layer]), weights=weights, max_weight_bytes=None)
+    started = time.perf_counter()
+    patterns = filter_patterns(model, args.layer, args.filters or args.count, size=args.size,
+                               steps=args.steps, seed=args.seed, preprocess=preprocessing)
+    seconds = time.perf_counter() - started
+    shown = patterns.filters
+    numbers = (f"{shown[0]}-{shown[-1]}" if shown == list(range(shown[0], shown[-1] + 1))
+               else ",".join(map(str, shown)))
+    title = (f"{name} {patterns.layer}, filters {numbers}: {args.steps} steps of gradient "
+             f"ascent, seed {args.seed}")
+    written = write_picture(tiles_picture(patterns.images, shown, title, args.theme), out)
+    import numpy as np
+
+    rise = float(np.median(patterns.activation - patterns.initial_activation))
+    print(f"wrote {printable(str(written))}: {len(shown)} filter{'s' * (len(shown) != 1)} of "
+          f"{patterns.layer} in {seconds:.1f} s (median response rise {rise:.3g})")
+    return EXIT_OK
 
 
 def cmd_diagram(args) -> int:
@@ -1170,6 +1242,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(predict)
     _add_limit(predict)
     predict.set_defaults(run=cmd_predict)
+
+    filters = commands.add_parser(
+        "filters", parents=common,
+        help="pictures of the input patterns that excite a conv layer's filters most",
+        description="For each chosen filter of a convolution layer, start from seeded grey "
+                    "noise and climb the gradient of the filter's mean response for a fixed "
+                    "number of steps (as in Keras' example 'Visualizing what convnets "
+                    "learn'), then tile the patterns in one picture, numbered. All filters "
+                    "climb together in one batch. The same seed gives the same picture.",
+        epilog="examples:\n"
+               "  vggspec filters vgg16 --weights imagenet --layer block3_conv1 --out f.png\n"
+               "  vggspec filters runs/digits --layer block2_conv1 --count 32\n\n"
+               + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    filters.add_argument("source", metavar="SPEC_OR_MODEL",
+                         help=f"{SPEC_HELP}; or a run folder or .keras file from vggspec "
+                              f"train")
+    filters.add_argument("--layer", required=True, metavar="LAYER",
+                         help="the convolution layer, such as block3_conv1")
+    filters.add_argument("--weights", metavar="NAME|PATH",
+                         help="weights for a spec: imagenet, torchvision or a file (see "
+                              "build); untrained filters show little")
+    filters.add_argument("--count", type=_count(4096), default=16, metavar="N",
+                         help="the first N filters (default 16)")
+    filters.add_argument("--filters", type=_filter_list, metavar="LIST",
+                         help="these filters instead, comma-separated: 0,5,9")
+    filters.add_argument("--size", type=_count(1024), metavar="PIXELS",
+                         help="side of the square input the patterns grow in (default 64; "
+                              "the picture loses an eighth on each side)")
+    filters.add_argument("--steps", type=_count(10000), default=20, metavar="N",
+                         help="gradient-ascent steps (default 20)")
+    filters.add_argument("--preprocess", choices=("caffe", "torch", "tf", "none"),
+                         help="as in features (default: what the weights or the trained "
+                              "model expect)")
+    filters.add_argument("--out", metavar="FILE",
+                         help="the picture: .png, .svg or .pdf (default "
+                              "<name>_<layer>.png here)")
+    filters.add_argument("--theme", choices=("dark", "light"), default="dark",
+                         help="dark (default) or light background")
+    filters.add_argument("--seed", type=_seed_number, default=0, metavar="N",
+                         help="seed for the starting noise and for the starting weights of "
+                              "layers no weights file fills (default 0)")
+    _add_limit(filters)
+    filters.set_defaults(run=cmd_filters)
 
     diagram = commands.add_parser(
         "diagram", parents=common,

@@ -405,17 +405,50 @@ def render_overview(image: np.ndarray, features: dict[str, np.ndarray],
     return rasterise(overview_picture(image, features, per_row, cmap, theme))
 
 
-CAM_SIDE = 448      # Grad-CAM pictures: the image's long side, in pixels
+def tiles_picture(tiles: np.ndarray, numbers: list[int], title: str = "",
+                  theme: str = "dark", side: int = 128) -> Picture:
+    """RGB (or grey) tiles (N, H, W, C), 0..255, in a square-ish grid with borders, each
+    numbered (a filter picture's filter numbers), scaled to ``side`` pixels, title on top.
+    """
+    from PIL import Image
+
+    colours = theme_of(theme)
+    tiles = np.asarray(tiles)
+    count = len(tiles)
+    rows, columns = grid_shape(count)
+    width = max(MIN_WIDTH, columns * (side + GAP) + GAP)
+    canvas = np.empty((TITLE_HEIGHT + rows * (side + GAP) + GAP, width, 3), np.uint8)
+    canvas[:] = colours.background
+    canvas[TITLE_HEIGHT:TITLE_HEIGHT + rows * (side + GAP) + GAP,
+           :columns * (side + GAP) + GAP] = colours.border
+    labels = [Label(6, TITLE_HEIGHT // 2, title, 15)] if title else []
+    for index, (tile, number) in enumerate(zip(tiles, numbers)):
+        row, column = divmod(index, columns)
+        top, left = TITLE_HEIGHT + GAP + row * (side + GAP), GAP + column * (side + GAP)
+        shown = Image.fromarray(_picture_of_input(tile, tile.shape[0])).resize(
+            (side, side), Image.Resampling.NEAREST if tile.shape[0] < side else
+            Image.Resampling.BILINEAR)
+        canvas[top:top + side, left:left + side] = np.asarray(shown)
+        labels.append(Label(left + 1, top + 1, str(number), 10, "lt", boxed=True))
+    # Unfilled places of the last row show the background, not a border.
+    for index in range(count, rows * columns):
+        row, column = divmod(index, columns)
+        top, left = TITLE_HEIGHT + GAP + row * (side + GAP), GAP + column * (side + GAP)
+        canvas[top:top + side + GAP, left:left + side + GAP] = colours.background
+    return Picture(canvas, labels, colours)
+
+
+CAM_SIDE = 320      # Grad-CAM pictures: each panel's long side, in pixels
 
 
 def cam_picture(image: np.ndarray, heat: np.ndarray, title: str = "", theme: str = "dark",
-                cmap: str = "jet", alpha: float = 0.45) -> Picture:
-    """An image with its class activation map laid over it, a colour bar (0 to the
-    map's maximum) on the right and ``title`` on top.
+                cmap: str = "jet", alpha: float = 0.5) -> Picture:
+    """An image beside the same image with its class activation map laid over it, a
+    colour bar (0 to the map's maximum) on the right and ``title`` on top.
 
     ``image`` is (H, W, C) in 0..255, as the model saw it; ``heat`` is the map at any
-    resolution (a conv layer's), scaled bilinearly to the image. The image is shown
-    with its long side CAM_SIDE pixels; the map is blended in with ``alpha``.
+    resolution (a conv layer's), scaled bilinearly to the image. Each panel's long side
+    is CAM_SIDE pixels; the map is blended in with ``alpha``.
     """
     from PIL import Image
 
@@ -429,16 +462,17 @@ def cam_picture(image: np.ndarray, heat: np.ndarray, title: str = "", theme: str
         size, Image.Resampling.BILINEAR), dtype=np.float32)
     heat = upsample(heat, size[1], size[0])
     blended = (1 - alpha) * shown + alpha * colormap(cmap)[(heat * 255).astype(np.uint8)]
-    body_w = size[0] + 2 * GAP
+    body_w = 2 * size[0] + 3 * GAP
     total_w = max(MIN_WIDTH, body_w + BAR_MARGIN + BAR_WIDTH + BAR_LABELS)
     canvas = np.empty((TITLE_HEIGHT + size[1] + 2 * GAP, total_w, 3), np.uint8)
     canvas[:] = colours.background
-    canvas[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + size[1], GAP:GAP + size[0]] = \
+    rows = slice(TITLE_HEIGHT + GAP, TITLE_HEIGHT + GAP + size[1])
+    canvas[rows, GAP:GAP + size[0]] = shown.round().astype(np.uint8)
+    canvas[rows, 2 * GAP + size[0]:2 * GAP + 2 * size[0]] = \
         blended.round().clip(0, 255).astype(np.uint8)
     bar_left = body_w + BAR_MARGIN
     ramp = colormap(cmap)[np.linspace(255, 0, size[1]).round().astype(int)]
-    canvas[TITLE_HEIGHT + GAP:TITLE_HEIGHT + GAP + size[1],
-           bar_left:bar_left + BAR_WIDTH] = ramp[:, None]
+    canvas[rows, bar_left:bar_left + BAR_WIDTH] = ramp[:, None]
     text_x = bar_left + BAR_WIDTH + 4
     labels = [Label(text_x, TITLE_HEIGHT + GAP + 5, "max", 11),
               Label(text_x, TITLE_HEIGHT + GAP + size[1] - 6, "0", 11)]

@@ -1,0 +1,87 @@
+"""`vggspec filters`: the picture's exact grid, repeatable bytes, and one line for each
+bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vggspec import cli
+from vggspec.render import GAP, TITLE_HEIGHT
+
+SMALL = """\
+name: small
+input: {shape: [32, 32, 3]}
+blocks: [[8, max], [16, 16, max]]
+head: {type: global_avg, classes: 4}
+"""
+
+
+def run(capsys, *args: str) -> tuple[int, list[str], list[str]]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def test_the_picture_tiles_each_filter_and_repeats_with_the_seed(tmp_path, write, capsys):
+    spec = write("small.yaml", SMALL)
+    first, again = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (first, again):
+        code, lines, err = run(capsys, "filters", str(spec), "--layer", "block2_conv1",
+                               "--count", "5", "--size", "32", "--steps", "4", "--out",
+                               str(out))
+        assert code == 0, err
+        assert lines[0].startswith(f"wrote {out}: 5 filters of block2_conv1 in ")
+    assert first.read_bytes() == again.read_bytes()
+    pixels = np.asarray(Image.open(first).convert("RGB")).astype(int)
+    side = 128
+    assert pixels.shape == (TITLE_HEIGHT + 2 * (side + GAP) + GAP, 3 * (side + GAP) + GAP, 3)
+    tiles = [pixels[TITLE_HEIGHT + GAP + r * (side + GAP):TITLE_HEIGHT + GAP + r * (side + GAP)
+                    + side, GAP + c * (side + GAP) + 20:GAP + c * (side + GAP) + side]
+             for r, c in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]]
+    assert all(tile.std() > 5 for tile in tiles)           # patterns, not flat grey
+    assert len({tile.tobytes() for tile in tiles}) == 5    # each filter its own
+    other = tmp_path / "c.png"
+    run(capsys, "filters", str(spec), "--layer", "block2_conv1", "--count", "5", "--size",
+        "32", "--steps", "4", "--out", str(other), "--seed", "1")
+    assert other.read_bytes() != first.read_bytes()
+
+
+def test_chosen_filters_and_vector_output(tmp_path, write, capsys):
+    spec = write("small.yaml", SMALL)
+    out = tmp_path / "f.svg"
+    code, lines, err = run(capsys, "filters", str(spec), "--layer", "block1_conv1",
+                           "--filters", "7,2", "--size", "32", "--steps", "2", "--out",
+                           str(out), "--theme", "light")
+    assert code == 0, err
+    text = out.read_text()
+    assert "small block1_conv1, filters 7,2: 2 steps of gradient ascent, seed 0" in text
+    assert ">7<" in text and ">2<" in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layer", "block1_pool"], "--layer 'block1_pool' is not a convolution layer; choose "
+                                 "one of 'block1_conv1', 'block2_conv1', 'block2_conv2'"),
+    (["--layer", "block9_conv1"], "--layer 'block9_conv1' is not a layer of small; choose "
+                                  "one of 'block1_conv1', 'block2_conv1', 'block2_conv2'"),
+    (["--layer", "block1_conv1", "--out", "f.jpg"],
+     "f.jpg: the file name must end in .png or .svg or .pdf"),
+])
+def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, write, capsys,
+                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = write("small.yaml", SMALL)
+    code, lines, err = run(capsys, "filters", str(spec), *extra)
+    assert (code, lines, err) == (2, [], [message])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
+
+def test_a_filter_the_layer_lacks_is_one_line(tmp_path, write, capsys):
+    spec = write("small.yaml", SMALL)
+    code, lines, err = run(capsys, "filters", str(spec), "--layer", "block1_conv1",
+                           "--filters", "3,8", "--out", str(tmp_path / "f.png"))
+    assert code == 2 and lines == [] and len(err) == 2
+    assert err[0] == "small on tensorflow, CPU"
+    assert err[1] == "filter index must be from 0 to 7 (block1_conv1 has 8 filters), got 8"
+    assert not (tmp_path / "f.png").exists()
