@@ -1,9 +1,11 @@
 """Rendering time and `vggspec features` throughput against the feature model alone.
 
     python benchmarks/bench_features.py [--images 64] [--batch 16] [--repeats 3]
+                                        [--render-only]
 
 1. Rendering the five block grids and the overview of one VGG16 image (224x224): the
-   median time to colour and write all six PNGs. Target (issue 4): under 0.5 s.
+   median time to colour and write all six PNGs. Target (issue 4): under 0.5 s. Then
+   the same six as SVG and as PDF (text kept as text), for the record.
 2. A folder of images at one batch size, all in this process: images/s of the whole
    `extract_features` run (reading, preprocessing, inference, writing) against the
    feature model's own compiled call on the same preprocessed batches. Targets: at
@@ -29,7 +31,8 @@ from PIL import Image, ImageOps  # noqa: E402
 from vggspec.builder import build_model, feature_model  # noqa: E402
 from vggspec.features import compiled, load_image, preprocess  # noqa: E402
 from vggspec.pipeline import extract_features  # noqa: E402
-from vggspec.render import render_grid, render_overview, write_png  # noqa: E402
+from vggspec.render import (overview_picture, render_grid, render_overview,  # noqa: E402
+                            write_grid, write_picture, write_png)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "archs" / "vgg16.yaml"
@@ -55,6 +58,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--render-only", action="store_true",
+                        help="time the pictures only (part 1)")
     args = parser.parse_args()
 
     model = build_model(SPEC)
@@ -74,6 +79,18 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         print(f"render 5 grids + overview (VGG16, one image): median "
               f"{statistics.median(times):.3f} s (target < 0.5 s)")
+        for kind in ("svg", "pdf"):
+            vector = []
+            for repeat in range(3):
+                started = time.perf_counter()
+                for tap, fmap in maps.items():
+                    write_grid(fmap, scratch / f"{tap}.{kind}", tap)
+                write_picture(overview_picture(photo, maps), scratch / f"overview.{kind}")
+                vector.append(time.perf_counter() - started)
+            print(f"the same six pictures as {kind.upper()}: median "
+                  f"{statistics.median(vector):.3f} s")
+        if args.render_only:
+            return
 
         # The peer: the feature model alone on the same preprocessed batches.
         batches = [preprocess(np.stack([load_image(p, 3, (224, 224))

@@ -47,7 +47,11 @@ class GradCam:
     Raises UsageError for a layer that is not a convolution, or a model whose last layer
     is not a classifier.
 
-    >>> maps, classes, scores = GradCam(model)(batch)
+    >>> model = build_model(vggspec.spec_from_text("{name: t, input: {shape: [16, 16, 3]}, "
+    ...     "blocks: [[4, max]], head: {type: global_avg, classes: 2}}"))
+    >>> maps, classes, scores = GradCam(model)(np.ones((3, 16, 16, 3)))
+    >>> maps.shape, classes.shape
+    ((3, 16, 16), (3,))
     """
 
     def __init__(self, model, layer: str | None = None):
@@ -108,9 +112,11 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None,
     last convolution): an (h, w) float32 array at that layer's resolution, not
     normalised. For many images, make one GradCam and call it per batch.
 
-    >>> heat = grad_cam(model, preprocess(load_image("cat.jpg", size=(224, 224))), 281)
-    >>> heat.shape
-    (14, 14)
+    >>> model = build_model(vggspec.spec_from_text("{name: t, input: {shape: [32, 32, 3]}, "
+    ...     "blocks: [[4, max], [8, max]], head: {type: global_avg, classes: 2}}"))
+    >>> image = vggspec.preprocess(vggspec.load_image("extra.jpg", 3, (32, 32)))
+    >>> grad_cam(model, image, class_index=1).shape
+    (16, 16)
     """
     maps, _, _ = GradCam(model, layer)(np.asarray(image)[None],
                                        None if class_index is None else [class_index])

@@ -231,7 +231,10 @@ def compiled_vjp(model) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, 
     ``GradientTape`` on TensorFlow, ``jax.vjp`` over ``stateless_call`` on JAX,
     autograd on PyTorch. The model runs in inference mode with its current weights.
 
-    >>> y, grad = compiled_vjp(model)(batch, np.ones(model.output.shape[1:]))
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> y, grad = compiled_vjp(model)(np.ones((1, 3)), np.array([[1.0, 0.0]]))
+    >>> y.shape, grad.shape
+    ((1, 2), (1, 3))
     """
     name = backend()
     if name == "jax":

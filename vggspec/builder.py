@@ -135,6 +135,7 @@ def layer_chain(model: Any, after: str | None, upto: str, *, input_shape=None,
     score): the last Dense layer's activation is left out. Raises UsageError for a name
     that is not a layer of the model, or ``upto`` before ``after``.
 
+    >>> model = build_model("archs/vgg16.yaml")
     >>> head = layer_chain(model, "block5_conv3", "predictions", logits=True)
     >>> head.input.shape, head.output.shape
     ((None, 14, 14, 512), (None, 1000))

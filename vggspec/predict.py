@@ -46,6 +46,7 @@ def read_labels(path: str | os.PathLike, count: int | None = None) -> list[str]:
     surrounding spaces ignored). Raises InputError for a file that cannot be read, is
     not UTF-8 text, holds a name twice, or (with ``count``) has another number of names.
 
+    >>> _ = Path("labels.txt").write_text("cat\\n dog \\n\\nbird\\n")
     >>> read_labels("labels.txt", 3)
     ['cat', 'dog', 'bird']
     """
@@ -227,8 +228,11 @@ def predict(source: Source, model, images: list[str | os.PathLike], *, top: int 
     with each batch's predictions as they come (the CLI prints and draws from it).
 
     >>> source = check_source("archs/vgg16.yaml")
-    >>> predict(source, load_model(source, "imagenet"), ["cat.jpg"]).predictions[0].top[0]
-    (281, 'tabby', 0.62)
+    >>> source.names_from, source.class_names[281]
+    ('ImageNet', 'tabby')
+    >>> report = predict(source, load_model(source), ["extra.jpg"], top=3)  # untrained
+    >>> len(report.predictions[0].top), report.failed
+    (3, [])
     """
     from .backends import compiled_call, quiet_keras
     from .features import batches, load_image, preprocess

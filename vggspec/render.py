@@ -251,7 +251,7 @@ def render_grid(fmap: np.ndarray, title: str = "", max_channels: int | None = No
     BAR_LABELS)`` wide.
 
     >>> render_grid(np.random.rand(7, 7, 512), "block5").shape
-    (881, 923, 3)
+    (881, 937, 3)
     """
     return rasterise(grid_picture(fmap, title, max_channels, cmap, theme, scale, numbers))
 
