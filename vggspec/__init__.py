@@ -24,6 +24,8 @@ _LAZY = {
     "render_grid": "render", "render_overview": "render",
     "extract_features": "pipeline", "render_diagram": "diagram",
     "export_model": "export",
+    "grad_cam": "attribution", "GradCam": "attribution",
+    "filter_patterns": "filters",
 }
 
 __all__ = [
