@@ -131,8 +131,9 @@ def layer_chain(model: Any, after: str | None, upto: str, *, input_shape=None,
 
     ``input_shape`` (without the batch) defaults to what the first layer takes; a conv
     stack takes any size, so filter pictures can run at a smaller size than the spec's.
-    ``logits=True`` ends in the scores before a final activation (Grad-CAM's class
-    score): the last Dense layer's activation is left out. Raises UsageError for a name
+    ``logits=True`` ends in the scores before the last layer's activation: Grad-CAM's
+    class score (a Dense layer), a filter's response before its fused ReLU (a Conv2D).
+    Raises UsageError for a name
     that is not a layer of the model, or ``upto`` before ``after``.
 
     >>> model = build_model("archs/vgg16.yaml")
@@ -156,9 +157,10 @@ def layer_chain(model: Any, after: str | None, upto: str, *, input_shape=None,
     shape = input_shape or tuple(first.input.shape[1:])
     x = inputs = keras.Input(shape=shape, name=f"{after or INPUT_NAME}_output")
     for layer in model.layers[start:stop + 1]:
-        if logits and layer is model.layers[stop] and isinstance(layer, keras.layers.Dense):
-            linear = keras.layers.Dense(layer.units, name=f"{layer.name}_logits",
-                                        dtype=layer.dtype_policy)
+        if logits and layer is model.layers[stop] and \
+                layer.get_config().get("activation", "linear") != "linear":
+            linear = type(layer).from_config({**layer.get_config(), "activation": "linear",
+                                              "name": f"{layer.name}_logits"})
             linear.build(x.shape)
             linear.set_weights(layer.get_weights())
             layer = linear

@@ -650,11 +650,17 @@ def cmd_embed(args) -> int:
     return _list_failed([reason for _, reason in report.failed], "images")
 
 
-def _prediction_source(text: str) -> str:
-    """A run folder or .keras file as it is; anything else is a spec argument."""
-    if text.endswith(".keras") or os.path.isdir(text):
-        return text
-    return spec_argument(text)
+def _model_or_spec(args) -> tuple[str, bool]:
+    """(the SPEC_OR_MODEL argument, whether it is a trained model): a run folder or
+    .keras file as it is, anything else as a spec argument. A trained model carries its
+    weights, so --weights with one is refused."""
+    text = args.source
+    if not (text.endswith(".keras") or os.path.isdir(text)):
+        return spec_argument(text), False
+    if args.weights:
+        raise UsageError(f"{clip(text, MAX_PATH)} is a trained model, which carries its "
+                         f"weights; --weights is for specs")
+    return text, True
 
 
 def cmd_predict(args) -> int:
@@ -665,11 +671,7 @@ def cmd_predict(args) -> int:
     _check_backend()
     # Everything that can be wrong with the inputs fails before TensorFlow starts.
     images = list_images(args.images)
-    argument = _prediction_source(args.source)
-    model_file = argument.endswith(".keras") or os.path.isdir(argument)
-    if model_file and args.weights:
-        raise UsageError(f"{clip(args.source, MAX_PATH)} is a trained model, which carries its "
-                         f"weights; --weights is for specs")
+    argument, model_file = _model_or_spec(args)
     if model_file:
         source = check_source(argument, labels=args.labels, preprocess=args.preprocess,
                               resize=args.resize)
@@ -765,11 +767,7 @@ def cmd_filters(args) -> int:
     from .features import check_preprocessing, default_preprocessing
 
     _check_backend()
-    argument = _prediction_source(args.source)
-    model_file = argument.endswith(".keras") or os.path.isdir(argument)
-    if model_file and args.weights:
-        raise UsageError(f"{clip(args.source, MAX_PATH)} is a trained model, which carries "
-                         f"its weights; --weights is for specs")
+    argument, model_file = _model_or_spec(args)
     if model_file:
         from .predict import check_source
 

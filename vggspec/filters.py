@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError, clip, quote
+from .errors import UsageError, clip
 
 # A conv stack takes any size; 64 pixels hold several receptive fields of the middle
 # layers (block3_conv1 sees 24 pixels) and keep 16 filters of VGG16's block3_conv1 at
@@ -39,8 +39,6 @@ GREY, NOISE = 128.0, 16.0
 BORDER_FRACTION = 1 / 8
 # Deprocessing: standardised values times this, around mid-grey (the example's 0.15).
 CONTRAST = 0.15
-# A list of conv layers longer than this is shortened in messages.
-MAX_NAMED = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,18 +124,11 @@ def filter_patterns(model, layer: str, filters=16, *, size: int | None = None,
 
 
 def _conv_layer(model, name):
-    """The model's Conv2D layer called ``name``, or UsageError naming the choices."""
-    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    if not convs:
-        raise UsageError(f"{model.name} has no convolution layer")
-    if isinstance(name, str) and name in convs:
-        return model.get_layer(name)
-    shown = convs if len(convs) <= MAX_NAMED else convs[:MAX_NAMED - 1] + ["..."]
-    more = "" if len(convs) <= MAX_NAMED else f" ({len(convs):,} in all)"
-    known = isinstance(name, str) and name in {layer.name for layer in model.layers}
-    what = (f"{clip(name)} is not a convolution layer" if known
-            else f"{model.name} has no layer named {quote(str(name))}")
-    raise UsageError(f"{what}; choose one of {', '.join(shown)}{more}")
+    """The model's Conv2D layer called ``name``, or UsageError naming the choices (the
+    check Grad-CAM's layer gets too)."""
+    from .attribution import check_conv_layer
+
+    return model.get_layer(check_conv_layer(model, str(name), "layer"))
 
 
 def _chosen_filters(filters, conv) -> list[int]:
@@ -186,31 +177,19 @@ def _shown(value) -> str:
 def _response_chain(model, conv, size: int, channels: int):
     """The layers from the input up to ``conv`` at size x size, the conv's own activation
     (VGG fuses its ReLU) left out; UsageError when the size leaves it no positions."""
-    from .backends import quiet_keras
     from .builder import layer_chain
 
-    keras = quiet_keras()
-    names = [layer.name for layer in model.layers]
-    before = names[names.index(conv.name) - 1]
-    shape = (size, size, channels)
-    if before == names[0]:
-        x = inputs = keras.Input(shape=shape)
-    else:
-        try:
-            base = layer_chain(model, None, before, input_shape=shape)
-        except UsageError:
-            raise
-        except ValueError:  # Keras: a pooling window larger than what is left
-            base = None
-        if base is None or not all(base.output.shape[1:3]):
-            raise UsageError(f"size {size} is too small for {conv.name}: the pooling "
-                             f"before it leaves no positions; use a larger size")
-        inputs, x = base.input, base.output
-    linear = type(conv).from_config({**conv.get_config(), "activation": "linear",
-                                     "name": f"{conv.name}_response"})
-    linear.build(x.shape)
-    linear.set_weights(conv.get_weights())
-    return keras.Model(inputs, linear(x), name=f"{model.name}_{conv.name}_response")
+    try:
+        chain = layer_chain(model, None, conv.name, input_shape=(size, size, channels),
+                            logits=True)
+    except UsageError:
+        raise
+    except ValueError:  # Keras: a pooling window larger than what is left
+        chain = None
+    if chain is None or not all(chain.output.shape[1:3]):
+        raise UsageError(f"size {size} is too small for {conv.name}: the pooling "
+                         f"before it leaves no positions; use a larger size")
+    return chain
 
 
 def _border(size: int) -> int:
