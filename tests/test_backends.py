@@ -1,5 +1,6 @@
 """Any Keras backend: the same spec, weights file and images give the same numbers on
-JAX (and PyTorch where it is installed) as on TensorFlow, and as keras.applications' own
+JAX (and PyTorch where it is installed) as on TensorFlow (feature maps, predictions,
+embeddings, Grad-CAM maps, filter pictures), and as keras.applications' own
 VGG16 on that backend; keras.json's data format cannot flip what we build; the CLI says
 where it runs and nothing else from the frameworks' start-up."""
 
@@ -53,6 +54,11 @@ for layer in reference.layers:
 square = pixels[:, :, :32]
 results["vgg16_ours"] = keras.ops.convert_to_numpy(ours(square))
 results["vgg16_reference"] = keras.ops.convert_to_numpy(reference(square))
+cams, classes, _ = vggspec.GradCam(model, "block2_conv1")(pixels, [3])
+results["grad_cam"] = cams
+patterns = vggspec.filter_patterns(model, "block2_conv1", 3, size=32, steps=3)
+results["filter_images"] = patterns.images
+results["filter_activation"] = patterns.activation
 np.savez(out, backend=keras.backend.backend(), **results)
 """
 
@@ -78,6 +84,10 @@ def case(tmp_path_factory):
     pixels = preprocess(load_image(image, 3, (32, 40))[None], "caffe")
     expected = {f"tap_{k}": v for k, v in compiled(vggspec.feature_model(model))(pixels).items()}
     expected["predictions"] = np.asarray(model(pixels, training=False))
+    expected["grad_cam"] = vggspec.GradCam(model, "block2_conv1")(pixels, [3])[0]
+    patterns = vggspec.filter_patterns(model, "block2_conv1", 3, size=32, steps=3)
+    expected["filter_activation"] = patterns.activation
+    expected["filter_images"] = patterns.images
     return spec_file, weights, image, expected, folder
 
 
@@ -100,8 +110,13 @@ def test_every_backend_gives_tensorflows_numbers_and_keras_applications_own(back
     _, _, _, expected, _ = case
     got = run_on(backend, case)
     assert str(got["backend"]) == backend
+    # Three steps of gradient ascent: float rounding may move a pixel by a level.
+    assert np.abs(got.pop("filter_images").astype(int)
+                  - expected["filter_images"].astype(int)).max() <= 2
     for key, value in expected.items():
-        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+        if key != "filter_images":
+            np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    assert got["grad_cam"].shape == (1, 16, 20) and got["grad_cam"].max() > 0
     assert got["tap_block2"].shape == (1, 8, 10, 16)
     np.testing.assert_allclose(got["embed"][0], expected["tap_block2"][0].mean(axis=(0, 1)),
                                rtol=1e-4, atol=1e-5)
