@@ -781,8 +781,14 @@ def cmd_filters(args) -> int:
         preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
             or default_preprocessing(channels)
         check_preprocessing(preprocessing, channels)
+    wanted = args.filters or args.count or 16
     if layout is not None:
+        from .filters import chosen_filters
+
         check_conv_layer(layout, args.layer)
+        has = layout.layer(args.layer).config["filters"]
+        wanted = args.filters or args.count or min(16, has)
+        chosen_filters(wanted, args.layer, has)
     out = args.out or f"{name}_{args.layer}.png"
     check_output_file(out, (".png", ".svg", ".pdf"))
     weights = None if model_file else _check_weights(args.weights, layout.spec, args)
@@ -802,7 +808,7 @@ def cmd_filters(args) -> int:
 
         model = build_model(layout.up_to([args.layer]), weights=weights, max_weight_bytes=None)
     started = time.perf_counter()
-    patterns = filter_patterns(model, args.layer, args.filters or args.count, size=args.size,
+    patterns = filter_patterns(model, args.layer, wanted, size=args.size,
                                steps=args.steps, seed=args.seed, preprocess=preprocessing)
     seconds = time.perf_counter() - started
     shown = patterns.filters
@@ -1261,8 +1267,8 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--weights", metavar="NAME|PATH",
                          help="weights for a spec: imagenet, torchvision or a file (see "
                               "build); untrained filters show little")
-    filters.add_argument("--count", type=_count(4096), default=16, metavar="N",
-                         help="the first N filters (default 16)")
+    filters.add_argument("--count", type=_count(4096), metavar="N",
+                         help="the first N filters (default 16, or all of a smaller layer)")
     filters.add_argument("--filters", type=_filter_list, metavar="LIST",
                          help="these filters instead, comma-separated: 0,5,9")
     filters.add_argument("--size", type=_count(1024), metavar="PIXELS",

@@ -89,7 +89,7 @@ def filter_patterns(model, layer: str, filters=16, *, size: int | None = None,
     from .features import check_preprocessing, preprocess as prepare
 
     conv = _conv_layer(model, layer)
-    chosen = _chosen_filters(filters, conv)
+    chosen = chosen_filters(filters, conv.name, conv.filters)
     _check_number("steps", steps, whole=True)
     _check_number("step_size", step_size)
     _check_number("seed", seed, whole=True, least=0)
@@ -131,10 +131,14 @@ def _conv_layer(model, name):
     return model.get_layer(check_conv_layer(model, str(name), "layer"))
 
 
-def _chosen_filters(filters, conv) -> list[int]:
-    """``filters`` as a list of indices into the layer's filters, or UsageError."""
-    count = conv.filters
-    has = f"{conv.name} has {count:,} filter{'s' * (count != 1)}"
+def chosen_filters(filters, layer: str, count: int) -> list[int]:
+    """``filters`` (a count, or a list of indices) as a list of indices into the
+    ``count`` filters of ``layer``, or UsageError; the CLI asks before building.
+
+    >>> chosen_filters(3, "block3_conv1", 256), chosen_filters([7, 2], "block3_conv1", 256)
+    ([0, 1, 2], [7, 2])
+    """
+    has = f"{layer} has {count:,} filter{'s' * (count != 1)}"
     if isinstance(filters, numbers.Integral) and not isinstance(filters, bool):
         if not 1 <= filters <= count:
             raise UsageError(f"filters must be a count from 1 to {count:,} ({has}), got "
