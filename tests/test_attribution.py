@@ -104,12 +104,13 @@ def test_bad_layers_and_classes_are_one_line(probe):
     model, _, image = probe
     with pytest.raises(UsageError) as error:
         GradCam(model, "block1_pool")
-    assert str(error.value) == ("--cam-layer 'block1_pool' is not a convolution layer; "
-                                "choose one of 'block1_conv1'")
+    assert str(error.value) == ("--cam-layer 'block1_pool' is not a convolution layer; the "
+                                "convolution before it is 'block1_conv1' (1 convolution: "
+                                "'block1_conv1')")
     with pytest.raises(UsageError) as error:
         grad_cam(model, image, 0, "block9_conv1")
-    assert str(error.value) == ("--cam-layer 'block9_conv1' is not a layer of cam_probe; "
-                                "choose one of 'block1_conv1'")
+    assert str(error.value) == ("--cam-layer 'block9_conv1' is not a layer of cam_probe (1 "
+                                "convolution: 'block1_conv1'); did you mean 'block1_conv1'?")
     with pytest.raises(UsageError) as error:
         grad_cam(model, image, 2)
     assert str(error.value) == "class index must be from 0 to 1, got [2]"

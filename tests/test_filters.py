@@ -24,7 +24,7 @@ blocks:
   - [32, max]
 head: {type: none}
 """
-CONVS = ("'block1_conv1', 'block1_conv2', 'block2_conv1', 'block2_conv2', 'block3_conv1'")
+CONVS = "(5 convolutions: 'block1_conv1' to 'block3_conv1')"
 LAYER, SIZE, STEPS = "block2_conv2", 32, 8
 
 
@@ -155,10 +155,12 @@ def test_a_batch_norm_spec():
 
 
 @pytest.mark.parametrize("layer, options, message", [
-    ("block9_conv1", {}, f"layer 'block9_conv1' is not a layer of tiny; choose one of {CONVS}"),
-    ("block1_pool", {}, f"layer 'block1_pool' is not a convolution layer; choose one of {CONVS}"),
-    ("input_layer", {}, f"layer 'input_layer' is not a convolution layer; choose one of "
-                        f"{CONVS}"),
+    ("block9_conv1", {}, f"layer 'block9_conv1' is not a layer of tiny {CONVS}; did you mean "
+                         f"'block3_conv1'?"),
+    ("block1_pool", {}, f"layer 'block1_pool' is not a convolution layer; the convolution "
+                        f"before it is 'block1_conv2' {CONVS}"),
+    ("input_layer", {}, f"layer 'input_layer' is not a convolution layer; the first "
+                        f"convolution is 'block1_conv1' {CONVS}"),
     (LAYER, {"filters": 17},
      "filters must be a count from 1 to 16 (block2_conv2 has 16 filters), got 17"),
     (LAYER, {"filters": 0},
@@ -195,11 +197,11 @@ def test_a_long_list_of_convs_is_shortened():
     model = vggspec.build_model(vggspec.spec_from_text(
         "name: deep\ninput: {shape: [8, 8, 1]}\nblocks: [[" + ", ".join(["2"] * 20)
         + "]]\nhead: {type: none}\n"))
-    shown = ", ".join(f"'block1_conv{index}'" for index in range(1, 6))
     with pytest.raises(UsageError) as caught:
         filter_patterns(model, "block1_conv99")
-    assert str(caught.value) == (f"layer 'block1_conv99' is not a layer of deep; choose one "
-                                 f"of {shown} and 15 more")
+    assert str(caught.value) == ("layer 'block1_conv99' is not a layer of deep (20 "
+                                 "convolutions: 'block1_conv1' to 'block1_conv20'); did you "
+                                 "mean 'block1_conv9'?")
     with pytest.raises(UsageError) as caught:
         filter_patterns(model, "block1_conv2", 1, preprocess="caffe", steps=1)
     assert str(caught.value) == ("caffe preprocessing needs 3 channels, the spec has 1; use "

@@ -33,6 +33,8 @@ def test_the_picture_tiles_each_filter_and_repeats_with_the_seed(tmp_path, write
                                str(out))
         assert code == 0, err
         assert lines[0].startswith(f"wrote {out}: 5 filters of block2_conv1 in ")
+        assert err[-1] == ("no --weights: small has its seeded starting weights (--seed 0), so "
+                           "what it shows is the mechanics, not learned features")
     assert first.read_bytes() == again.read_bytes()
     pixels = np.asarray(Image.open(first).convert("RGB")).astype(int)
     side = 128
@@ -56,17 +58,22 @@ def test_chosen_filters_and_vector_output(tmp_path, write, capsys):
                            str(out), "--theme", "light")
     assert code == 0, err
     text = out.read_text()
-    assert "small block1_conv1, filters 7,2: 2 steps of gradient ascent, seed 0" in text
+    assert "small block1_conv1, filters 7,2: 2 steps of gradient ascent, seed 0 (untrained)" \
+        in text
     assert ">7<" in text and ">2<" in text
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--layer", "block1_pool"], "--layer 'block1_pool' is not a convolution layer; choose "
-                                 "one of 'block1_conv1', 'block2_conv1', 'block2_conv2'"),
-    (["--layer", "block9_conv1"], "--layer 'block9_conv1' is not a layer of small; choose "
-                                  "one of 'block1_conv1', 'block2_conv1', 'block2_conv2'"),
+    (["--layer", "block1_pool"], "--layer 'block1_pool' is not a convolution layer; the "
+                                 "convolution before it is 'block1_conv1' (3 convolutions: "
+                                 "'block1_conv1' to 'block2_conv2')"),
+    (["--layer", "block9_conv1"], "--layer 'block9_conv1' is not a layer of small (3 "
+                                  "convolutions: 'block1_conv1' to 'block2_conv2'); did you "
+                                  "mean 'block2_conv1'?"),
     (["--layer", "block1_conv1", "--out", "f.jpg"],
      "f.jpg: the file name must end in .png or .svg or .pdf"),
+    (["--layer", "block1_conv1", "--out", "f.png", "--format", "pdf"],
+     "--format pdf and --out f.png disagree; give one of them"),
 ])
 def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, write, capsys,
                                           monkeypatch):
@@ -75,6 +82,16 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, write, capsy
     code, lines, err = run(capsys, "filters", str(spec), *extra)
     assert (code, lines, err) == (2, [], [message])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
+
+def test_format_names_the_default_file(tmp_path, write, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = write("small.yaml", SMALL)
+    code, lines, err = run(capsys, "filters", str(spec), "--layer", "block1_conv1",
+                           "--size", "32", "--steps", "1", "--format", "pdf")
+    assert code == 0, err
+    assert lines[0].startswith("wrote small_block1_conv1.pdf: 8 filters of block1_conv1 in ")
+    assert (tmp_path / "small_block1_conv1.pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_a_filter_the_layer_lacks_is_one_line_before_anything_starts(tmp_path, write, capsys):

@@ -129,11 +129,13 @@ def test_every_bad_input_is_one_line_and_exit_2(trained, tmp_path, write, capsys
     assert refused(str(spec), image, "--labels", str(twice)) == \
         f"{twice}: class name 'a' is on lines 1 and 3 of the names"
     assert refused(str(run_folder), image, "--cam", "--class", "purple") == \
-        "'purple' is not one of run's 3 classes (names from the model; an output number " \
+        "'purple' is not a class of run (3 classes, names from the model; an output number " \
         "0-2 works too)"
+    assert refused(str(run_folder), image, "--cam", "--class", "3") == \
+        "output number 3 is out of range: run has outputs 0 to 2"
     assert refused(str(spec), image, "--cam", "--cam-layer", "block1_pool") == \
-        "--cam-layer 'block1_pool' is not a convolution layer; choose one of " \
-        "'block1_conv1', 'block2_conv1'"
+        "--cam-layer 'block1_pool' is not a convolution layer; the convolution before it is " \
+        "'block1_conv1' (2 convolutions: 'block1_conv1' and 'block2_conv1')"
     assert refused(str(run_folder), image, "--cam", "--cam-layer", "predictions").startswith(
         "--cam-layer 'predictions' is not a convolution layer")
     assert refused(str(run_folder), image, "--weights", "imagenet") == \

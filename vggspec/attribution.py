@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UsageError, listed, printable
+from .errors import UsageError, did_you_mean, printable
 
 
 def layer_kinds(model_or_plan) -> list[tuple[str, str]]:
@@ -25,17 +25,33 @@ def layer_kinds(model_or_plan) -> list[tuple[str, str]]:
 
 def check_conv_layer(model_or_plan, name: str, option: str = "--layer") -> str:
     """``name`` if it is one of the convolution layers of a model or plan; else
-    UsageError naming them (the maps of a pooling or dense layer are not what Grad-CAM
-    or filter pictures are about)."""
+    UsageError pointing at the likely one: for a pooling or dense layer, the convolution
+    before it (block5_pool: block5_conv3); for a name the network lacks, the closest
+    spelling. The maps of other layers are not what Grad-CAM or filter pictures are about.
+
+    >>> check_conv_layer(plan("archs/vgg16.yaml"), "block5_conv3")
+    'block5_conv3'
+    """
     layers = layer_kinds(model_or_plan)
     convs = [layer for layer, kind in layers if kind == "Conv2D"]
     if name in convs:
         return name
     owner = getattr(getattr(model_or_plan, "spec", model_or_plan), "name", "the model")
-    what = ("is not a convolution layer" if name in dict(layers)
-            else f"is not a layer of {owner}")
-    raise UsageError(f"{option} {printable(repr(name))} {what}; choose one of "
-                     f"{listed(convs)}")
+    if not convs:
+        raise UsageError(f"{owner} has no convolution layer")
+    count = f"{len(convs)} convolution{'s' * (len(convs) != 1)}"
+    span = (repr(convs[0]) if len(convs) == 1
+            else f"{convs[0]!r} and {convs[1]!r}" if len(convs) == 2
+            else f"{convs[0]!r} to {convs[-1]!r}")
+    names = [layer for layer, _ in layers]
+    if name in names:
+        before = [layer for layer in names[:names.index(name)] if layer in convs]
+        hint = (f"the convolution before it is {before[-1]!r}" if before
+                else f"the first convolution is {convs[0]!r}")
+        raise UsageError(f"{option} {printable(repr(name))} is not a convolution layer; "
+                         f"{hint} ({count}: {span})")
+    raise UsageError(f"{option} {printable(repr(name))} is not a layer of {owner} ({count}: "
+                     f"{span}){did_you_mean(name, convs)}")
 
 
 class GradCam:

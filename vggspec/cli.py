@@ -47,6 +47,24 @@ def _start_backend(args, name: str | None = None) -> None:
         _started.append(name)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions and epilogs filled to the terminal's width, paragraph by paragraph,
+    except lines indented by two spaces (examples), which stay as written."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(lines), width, initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with what it echoes from the command line escaped: an argument such as
     $'--\\x1b]0;owned\\x07' must not reach the terminal raw."""
@@ -695,6 +713,9 @@ def cmd_predict(args) -> int:
     weights = None if model_file else _check_weights(args.weights, layout.spec, args)
     _start_backend(args, source.name)
     _seed(args)
+    untrained = not model_file and not weights
+    if untrained:
+        _untrained_note(args, source.name)
     from .predict import load_model, predict
 
     model = load_model(source, weights)
@@ -713,7 +734,7 @@ def cmd_predict(args) -> int:
                 f"{printable(name)} {probability:.3f}" for _, name, probability
                 in prediction.top), flush=True)
         if cams is not None:
-            written.extend(_write_cams(cams, source, batch, wanted, args, names))
+            written.extend(_write_cams(cams, source, batch, wanted, args, names, untrained))
 
     report = predict(source, model, images, top=top, batch_size=args.batch_size,
                      # In a terminal the printed lines are the progress.
@@ -731,7 +752,7 @@ def _cam_names(images: list[Path]) -> dict[Path, str]:
     return dict(zip(images, folder_names(images)))
 
 
-def _write_cams(cams, source, batch, wanted, args, names) -> list[str]:
+def _write_cams(cams, source, batch, wanted, args, names, untrained: bool) -> list[str]:
     """Grad-CAM pictures of one batch's predictions, written to --out."""
     import numpy as np
 
@@ -744,7 +765,7 @@ def _write_cams(cams, source, batch, wanted, args, names) -> list[str]:
     written = []
     for prediction, heat, index in zip(batch, maps, classes):
         title = (f"{source.class_names[index]}  p={prediction.probabilities[index]:.3f}  "
-                 f"Grad-CAM at {cams.layer}")
+                 f"Grad-CAM at {cams.layer}" + ("  (untrained)" if untrained else ""))
         path = Path(args.out) / f"{names[prediction.path]}.{args.format}"
         write_picture(cam_picture(prediction.image, heat, title, args.theme), path)
         written.append(str(path))
@@ -789,11 +810,16 @@ def cmd_filters(args) -> int:
         has = layout.layer(args.layer).config["filters"]
         wanted = args.filters or args.count or min(16, has)
         chosen_filters(wanted, args.layer, has)
-    out = args.out or f"{name}_{args.layer}.png"
+    if args.out and args.format and Path(args.out).suffix.lower() != f".{args.format}":
+        raise UsageError(f"--format {args.format} and --out {clip(args.out, MAX_PATH)} "
+                         f"disagree; give one of them")
+    out = args.out or f"{name}_{args.layer}.{args.format or 'png'}"
     check_output_file(out, (".png", ".svg", ".pdf"))
     weights = None if model_file else _check_weights(args.weights, layout.spec, args)
     _start_backend(args, name)
     _seed(args)
+    if not model_file and not weights:
+        _untrained_note(args, name)
     import time
 
     from .filters import filter_patterns
@@ -815,13 +841,14 @@ def cmd_filters(args) -> int:
     numbers = (f"{shown[0]}-{shown[-1]}" if shown == list(range(shown[0], shown[-1] + 1))
                else ",".join(map(str, shown)))
     title = (f"{name} {patterns.layer}, filters {numbers}: {args.steps} steps of gradient "
-             f"ascent, seed {args.seed}")
+             f"ascent, seed {args.seed}" + ("" if model_file or weights else " (untrained)"))
     written = write_picture(tiles_picture(patterns.images, shown, title, args.theme), out)
     import numpy as np
 
-    rise = float(np.median(patterns.activation - patterns.initial_activation))
     print(f"wrote {printable(str(written))}: {len(shown)} filter{'s' * (len(shown) != 1)} of "
-          f"{patterns.layer} in {seconds:.1f} s (median response rise {rise:.3g})")
+          f"{patterns.layer} in {seconds:.1f} s; the filters' mean responses rose from a "
+          f"median of {float(np.median(patterns.initial_activation)):.3g} to "
+          f"{float(np.median(patterns.activation)):.3g}")
     return EXIT_OK
 
 
@@ -863,12 +890,20 @@ def cmd_new(args) -> int:
     return EXIT_OK
 
 
-def _add_picture_options(parser, theme: str) -> None:
+def _add_picture_options(parser, theme: str, format_default: str | None = "png") -> None:
     parser.add_argument("--theme", choices=("dark", "light"), default=theme,
                         help=f"dark or light background (default {theme}; light suits print)")
-    parser.add_argument("--format", choices=("png", "svg", "pdf"), default="png",
-                        help="picture format (default png); in svg and pdf the text stays "
-                             "text, for papers and slides")
+    parser.add_argument("--format", choices=("png", "svg", "pdf"), default=format_default,
+                        help="picture format (default png"
+                             + ("" if format_default else ", or --out's ending")
+                             + "); in svg and pdf the text stays text, for papers and slides")
+
+
+def _untrained_note(args, name: str) -> None:
+    """Say so when a spec runs on its seeded starting weights: its classes, maps and
+    patterns show the mechanics, not anything learned."""
+    print(f"no --weights: {name} has its seeded starting weights (--seed {args.seed}), so "
+          f"what it shows is the mechanics, not learned features", file=sys.stderr)
 
 
 def _add_seed(parser) -> None:
@@ -1006,11 +1041,16 @@ def build_parser() -> argparse.ArgumentParser:
     features = commands.add_parser(
         "features", parents=common,
         help="feature-map pictures after every block for each image",
-        description="Run images through the network and write, for each image, one PNG "
-                    "per tap (all channels tiled, each normalised on its own) and an "
-                    "overview.png to OUT/<image-stem>/. Folders are expanded to the images "
-                    "in them. Bad images are skipped and listed at the end (exit 2).",
-        epilog=EPILOG)
+        description="Run images through the network and write, for each image, one picture "
+                    "per tap (all channels tiled, numbered and framed, each normalised on "
+                    "its own, with a colour bar) and an overview to OUT/<image-stem>/, as "
+                    "PNG, SVG or PDF. Folders are expanded to the images in them. Bad images "
+                    "are skipped and listed at the end (exit 2). Without --weights the "
+                    "network has its seeded starting weights.",
+        epilog="examples:\n"
+               "  vggspec features vgg16 photo.jpg --weights imagenet --max-channels 36\n"
+               "  vggspec features vgg16 photos/ --taps block3_conv3 --format pdf --theme light"
+               "\n\n" + EPILOG, formatter_class=_Formatter)
     features.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     images = features.add_argument("images", nargs="+", metavar="IMAGE",
                                    help="image files or folders of images")
@@ -1082,9 +1122,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Ctrl-C keeps the epochs done (exit 130); --resume continues them "
                     "and ends where an uninterrupted run would. Images that cannot be "
                     "read are skipped and listed at the end (exit 2).",
-        epilog="example: vggspec train digits.yaml --data digits/ --out runs/digits "
-               "--epochs 10\n" + EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="example:\n  vggspec train digits.yaml --data digits/ --out runs/digits "
+               "--epochs 10\n\n" + EPILOG,
+        formatter_class=_Formatter)
     train.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     train.add_argument("--data", required=True, metavar="DIR",
                        help="training images, one folder per class (class order: the "
@@ -1212,7 +1252,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  vggspec predict vgg16 --weights imagenet photo.jpg --top 3\n"
                "  vggspec predict runs/digits photos/ --cam --out cams\n"
                "  vggspec predict vgg16 --weights imagenet photo.jpg --cam --class tabby\n\n"
-               + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+               + EPILOG, formatter_class=_Formatter)
     predict.add_argument("source", metavar="SPEC_OR_MODEL",
                          help=f"{SPEC_HELP}; or a run folder or .keras file from vggspec "
                               f"train")
@@ -1258,7 +1298,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  vggspec filters vgg16 --weights imagenet --layer block3_conv1 --out f.png\n"
                "  vggspec filters runs/digits --layer block2_conv1 --count 32\n\n"
-               + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+               + EPILOG, formatter_class=_Formatter)
     filters.add_argument("source", metavar="SPEC_OR_MODEL",
                          help=f"{SPEC_HELP}; or a run folder or .keras file from vggspec "
                               f"train")
@@ -1281,9 +1321,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "model expect)")
     filters.add_argument("--out", metavar="FILE",
                          help="the picture: .png, .svg or .pdf (default "
-                              "<name>_<layer>.png here)")
-    filters.add_argument("--theme", choices=("dark", "light"), default="dark",
-                         help="dark (default) or light background")
+                              "<name>_<layer>.<format> here)")
+    _add_picture_options(filters, "dark", format_default=None)
     filters.add_argument("--seed", type=_seed_number, default=0, metavar="N",
                          help="seed for the starting noise and for the starting weights of "
                               "layers no weights file fills (default 0)")
@@ -1295,8 +1334,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the architecture (PNG, SVG or PDF), without TensorFlow",
         description="Draw the network as boxes whose height follows the spatial size and "
                     "thickness the channels, labelled in the paper's notation (conv3-64, "
-                    "maxpool, FC-4096, soft-max), with each block's output shape.",
-        epilog=EPILOG)
+                    "maxpool, FC-4096, soft-max), with each block's output shape. Batch norm "
+                    "is drawn inside its convolution. The figure is 7 inches wide with "
+                    "7.5 pt text: it drops into a paper's column as it is.",
+        epilog="examples:\n"
+               "  vggspec diagram vgg16                       # vgg16.png here\n"
+               "  vggspec diagram archs/vgg19_bn.yaml --format pdf\n"
+               "  vggspec diagram my.yaml --out slides/net.svg --theme dark\n\n" + EPILOG,
+        formatter_class=_Formatter)
     diagram.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     diagram.add_argument("--out", metavar="FILE",
                          help="output .png, .svg or .pdf (default: <spec file stem>.png in "

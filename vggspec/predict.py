@@ -169,16 +169,20 @@ def class_index(source: Source, wanted: str) -> int:
     if not matches and source.names_from == "ImageNet":
         matches = [index for index, (wnid, _) in enumerate(imagenet_classes())
                    if wnid == wanted]
-    if not matches and wanted.strip().isdigit() and int(wanted) < len(names):
-        return int(wanted)
+    number = wanted.strip()
+    if not matches and number.isascii() and number.isdigit():
+        if int(number) < len(names):
+            return int(number)
+        raise UsageError(f"output number {clip(number)} is out of range: {source.name} has "
+                         f"outputs 0 to {len(names) - 1}")
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise UsageError(f"class {printable(repr(wanted))} is the name of outputs "
                          f"{' and '.join(map(str, matches))}; give the number instead")
     hint = did_you_mean(wanted, names)
-    raise UsageError(f"{printable(repr(wanted))} is not one of {source.name}'s "
-                     f"{len(names)} classes (names from {source.names_from}; an output "
+    raise UsageError(f"{printable(repr(wanted))} is not a class of {source.name} "
+                     f"({len(names)} classes, names from {source.names_from}; an output "
                      f"number 0-{len(names) - 1} works too){hint}")
 
 
