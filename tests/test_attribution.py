@@ -133,3 +133,35 @@ def test_upsample_scales_to_the_image_and_to_its_maximum():
     assert big.max() == pytest.approx(1.0) and big.min() == pytest.approx(0.0)
     assert big[-1, -1] > big[0, 0]
     assert np.all(upsample(np.zeros((3, 3)), 5, 5) == 0)
+
+
+def test_a_batch_norm_spec_takes_the_map_after_the_convs_batch_norm_and_relu():
+    """A batch-norm spec's conv is linear; its unit ends in block1_conv1_relu, which is
+    what a plain VGG's block1_conv1 outputs. Peer: Keras' example at that layer."""
+    import keras
+    import tensorflow as tf
+
+    from vggspec.attribution import unit_end
+
+    keras.utils.set_random_seed(4)
+    model = vggspec.build_model(vggspec.spec_from_text(
+        "name: bn\ninput: {shape: [16, 16, 3]}\ndefaults: {batch_norm: {momentum: 0.9}}\n"
+        "blocks: [[4, max], [8, max]]\nhead: {type: global_avg, classes: 3}\n"))
+    rng = np.random.default_rng(5)
+    for layer in model.layers:  # statistics and scales that are not 0 and 1
+        if "_bn" in layer.name:
+            layer.set_weights([rng.uniform(-1.5, 1.5, w.shape).astype("f4") + (i == 3)
+                               * 2.0 for i, w in enumerate(layer.get_weights())])
+    assert unit_end(model, "block2_conv1") == "block2_conv1_relu"
+    assert unit_end(vggspec.build_model("archs/vgg11.yaml"), "block1_conv1") == "block1_conv1"
+    image = rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32)
+    both = keras.Model(model.input, [model.get_layer("block2_conv1_relu").output,
+                                     model.get_layer("predictions").input])
+    with tf.GradientTape() as tape:
+        conv, pooled = both(image[None])
+        kernel = model.get_layer("predictions").kernel
+        score = tf.reduce_sum(pooled[0] * kernel[:, 1]) + model.get_layer("predictions").bias[1]
+    weights = tape.gradient(score, conv)[0].numpy().mean(axis=(0, 1))
+    expected = np.maximum((conv[0].numpy() * weights).sum(axis=2), 0)
+    np.testing.assert_allclose(grad_cam(model, image, 1, "block2_conv1"), expected,
+                               rtol=1e-4, atol=1e-6)

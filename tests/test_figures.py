@@ -242,3 +242,23 @@ def test_seed_makes_untrained_pictures_repeat(tmp_path, write):
     first, again, other = maps("5", "a"), maps("5", "b"), maps("6", "c")
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 1e-3
+
+
+def test_text_from_files_is_drawn_escaped_and_never_as_tex(tmp_path):
+    """A class name comes from a labels file or a model's vggspec.json: '$' must not
+    start matplotlib's TeX, control characters must not reach the SVG or the screen."""
+    from vggspec.render import Label, Picture
+
+    name = "$x^$ \x1b[7mowned\nline"
+    picture = Picture(np.zeros((40, 200, 3), np.uint8), [Label(4, 20, name, 12)],
+                      THEMES["dark"])
+    svg = write_picture(picture, tmp_path / "t.svg")
+    texts = [element.text for element in ElementTree.parse(svg).iter()
+             if element.tag.endswith("text")]
+    assert texts == ["$x^$ \\x1b[7mowned\\nline"]
+    assert write_picture(picture, tmp_path / "t.pdf").read_bytes().startswith(b"%PDF-")
+    long = Picture(np.zeros((40, 200, 3), np.uint8), [Label(4, 20, "n" * 500, 12)],
+                   THEMES["dark"])
+    texts = [element.text for element in ElementTree.parse(write_picture(
+        long, tmp_path / "l.svg")).iter() if element.tag.endswith("text")]
+    assert texts == ["n" * 157 + "..."]

@@ -74,6 +74,8 @@ def test_chosen_filters_and_vector_output(tmp_path, write, capsys):
      "f.jpg: the file name must end in .png or .svg or .pdf"),
     (["--layer", "block1_conv1", "--out", "f.png", "--format", "pdf"],
      "--format pdf and --out f.png disagree; give one of them"),
+    (["--layer", "block1_conv1", "--filters", "1,1,2"],
+     "filter 1 is listed more than once; each filter is drawn once"),
 ])
 def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, write, capsys,
                                           monkeypatch):

@@ -125,9 +125,12 @@ def test_every_bad_input_is_one_line_and_exit_2(trained, tmp_path, write, capsys
     assert refused(str(spec), image, "--labels", str(four)) == \
         f"{four}: 4 class names, but the model has 3 outputs (one name per line, in output " \
         f"order)"
-    twice = write("twice.txt", "a\nb\na\n")
-    assert refused(str(spec), image, "--labels", str(twice)) == \
-        f"{twice}: class name 'a' is on lines 1 and 3 of the names"
+    twice = write("twice.txt", "a\nb\na\n")  # a repeated name is allowed, as in ImageNet's
+    assert refused(str(spec), image, "--labels", str(twice), "--cam", "--class", "a") == \
+        "class 'a' is the name of outputs 0 and 2; give the number instead"
+    assert refused(str(spec), image, "--cam", "--class", "²") == \
+        "'²' is not a class of tiny (3 classes, names from output numbers; an output number " \
+        "0-2 works too)"
     assert refused(str(run_folder), image, "--cam", "--class", "purple") == \
         "'purple' is not a class of run (3 classes, names from the model; an output number " \
         "0-2 works too)"
@@ -141,7 +144,13 @@ def test_every_bad_input_is_one_line_and_exit_2(trained, tmp_path, write, capsys
     assert refused(str(run_folder), image, "--weights", "imagenet") == \
         f"{run_folder} is a trained model, which carries its weights; --weights is for specs"
     assert refused(str(spec), image, "--class", "class 1") == \
-        "--class chooses the class a Grad-CAM map is drawn for: add --cam"
+        "--class is about the Grad-CAM map: add --cam"
+    assert refused(str(spec), image, "--cam-layer", "block1_conv1") == \
+        "--cam-layer is about the Grad-CAM map: add --cam"
+    leftover = tmp_path / "leftover"
+    assert refused(str(spec), image, "--cam", "--out", str(leftover), "--weights",
+                   str(tmp_path / "missing.h5")) == f"{tmp_path / 'missing.h5'}: no such file"
+    assert not leftover.exists()
     assert refused(str(spec), str(tmp_path / "missing.jpg")) == \
         f"{tmp_path / 'missing.jpg'}: no such file"
     assert refused(str(tmp_path / "nothing.keras"), image) == \
@@ -165,3 +174,26 @@ def test_unreadable_images_are_skipped_and_listed(trained, tmp_path, capsys):
     assert len(out) == 1 and out[0].startswith(str(data / "red" / "0.png") + ": red ")
     assert err[-2].startswith(f"skipped: {broken}: ")
     assert err[-1] == "1 image could not be read and was skipped"
+
+
+def test_an_image_listed_twice_is_predicted_once(trained, tmp_path, capsys):
+    run_folder, data, _ = trained
+    red = str(data / "red" / "0.png")
+    code, out, err = run(capsys, "predict", str(run_folder), red, red, "--cam", "--out",
+                         str(tmp_path / "cams"))
+    assert code == 0 and len(out) == 1
+    assert f"warning: {red}: listed twice; processed once" in err
+    assert [p.name for p in (tmp_path / "cams").iterdir()] == ["0.png"]
+
+
+def test_a_folder_is_a_run_only_when_it_holds_best_keras(trained, tmp_path, monkeypatch):
+    import argparse
+
+    run_folder, _, _ = trained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vgg11").mkdir()  # say, what `export --out vgg11` leaves
+    args = argparse.Namespace(source="vgg11", weights=None)
+    argument, model_file = cli._model_or_spec(args)
+    assert model_file is False and argument.endswith("vgg11.yaml")
+    args = argparse.Namespace(source=str(run_folder), weights=None)
+    assert cli._model_or_spec(args) == (str(run_folder), True)

@@ -54,6 +54,22 @@ def check_conv_layer(model_or_plan, name: str, option: str = "--layer") -> str:
                      f"{span}){did_you_mean(name, convs)}")
 
 
+def unit_end(model, conv: str) -> str:
+    """The last layer of a convolution's unit: the conv itself in a plain VGG (its ReLU is
+    fused), or its batch norm and activation after it (``block1_conv1_bn``,
+    ``block1_conv1_relu``) in a batch-norm spec. What a plain VGG's conv outputs is what
+    this layer outputs, so Grad-CAM and filter pictures mean the same in both.
+
+    >>> unit_end(build_model("archs/vgg11_bn.yaml"), "block1_conv1")
+    'block1_conv1_relu'
+    """
+    names = [layer.name for layer in model.layers]
+    end = names.index(conv)
+    while end + 1 < len(names) and names[end + 1].startswith(f"{conv}_"):
+        end += 1
+    return names[end]
+
+
 class GradCam:
     """Grad-CAM for one model and conv layer, compiled once for many images.
 
@@ -79,12 +95,14 @@ class GradCam:
         if not convs:
             raise UsageError(f"{model.name} has no convolution layer")
         self.layer = check_conv_layer(model, layer or convs[-1], "--cam-layer")
+        # A batch-norm spec's conv is linear: take the map after its batch norm and ReLU.
+        self._end = unit_end(model, self.layer)
         last = model.layers[-1]
         if not isinstance(last, keras.layers.Dense):
             raise UsageError(f"{model.name} ends in {last.name}, not a classifier: Grad-CAM "
                              f"needs class scores")
         self.model = model
-        self._head = compiled_vjp(layer_chain(model, self.layer, last.name, logits=True))
+        self._head = compiled_vjp(layer_chain(model, self._end, last.name, logits=True))
         self._runs: dict[tuple, object] = {}
 
     def _features(self, shape: tuple):
@@ -94,7 +112,7 @@ class GradCam:
             from .backends import compiled_call, quiet_keras
             from .builder import layer_chain
 
-            chain = layer_chain(self.model, None, self.layer, input_shape=shape)
+            chain = layer_chain(self.model, None, self._end, input_shape=shape)
             self._runs[shape] = compiled_call(quiet_keras().Model(chain.input,
                                                                   {"map": chain.output}))
         return self._runs[shape]

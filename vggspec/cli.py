@@ -43,7 +43,7 @@ def _start_backend(args, name: str | None = None) -> None:
     if not _started:
         _started.append(start(quiet=not args.debug))
     if name and len(_started) == 1:
-        print(f"{name} on {_started[0]}", file=sys.stderr, flush=True)
+        print(f"{printable(name)} on {_started[0]}", file=sys.stderr, flush=True)
         _started.append(name)
 
 
@@ -669,11 +669,13 @@ def cmd_embed(args) -> int:
 
 
 def _model_or_spec(args) -> tuple[str, bool]:
-    """(the SPEC_OR_MODEL argument, whether it is a trained model): a run folder or
-    .keras file as it is, anything else as a spec argument. A trained model carries its
+    """(the SPEC_OR_MODEL argument, whether it is a trained model): a run folder (one
+    holding best.keras) or .keras file as it is, anything else as a spec argument (so a
+    folder named vgg16 does not hide the shipped spec). A trained model carries its
     weights, so --weights with one is refused."""
     text = args.source
-    if not (text.endswith(".keras") or os.path.isdir(text)):
+    run = os.path.isdir(text) and os.path.isfile(os.path.join(text, "best.keras"))
+    if not (text.endswith(".keras") or run):
         return spec_argument(text), False
     if args.weights:
         raise UsageError(f"{clip(text, MAX_PATH)} is a trained model, which carries its "
@@ -688,8 +690,13 @@ def cmd_predict(args) -> int:
 
     _check_backend()
     # Everything that can be wrong with the inputs fails before TensorFlow starts.
-    images = list_images(args.images)
+    from .pipeline import _unique
+
+    images, repeats = _unique(list_images(args.images))
     argument, model_file = _model_or_spec(args)
+    for option, value in (("--class", args.class_name), ("--cam-layer", args.cam_layer)):
+        if value is not None and not args.cam:
+            raise UsageError(f"{option} is about the Grad-CAM map: add --cam")
     if model_file:
         source = check_source(argument, labels=args.labels, preprocess=args.preprocess,
                               resize=args.resize)
@@ -706,11 +713,11 @@ def cmd_predict(args) -> int:
 
         check_conv_layer(source.plan, args.cam_layer, "--cam-layer")
     wanted = class_index(source, args.class_name) if args.class_name is not None else None
-    if wanted is not None and not args.cam:
-        raise UsageError("--class chooses the class a Grad-CAM map is drawn for: add --cam")
-    if args.cam:
-        check_output_dir(args.out)
     weights = None if model_file else _check_weights(args.weights, layout.spec, args)
+    if args.cam:  # made last, so that a refusal above leaves no empty folder
+        check_output_dir(args.out)
+    for note in repeats:
+        print(f"warning: {note}", file=sys.stderr)
     _start_backend(args, source.name)
     _seed(args)
     untrained = not model_file and not weights
@@ -1260,7 +1267,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="image files or folders of images")
     predict.add_argument("--weights", metavar="NAME|PATH",
                          help="weights for a spec: imagenet, torchvision or a file (see "
-                              "build); none: the seeded starting weights")
+                              "build); without it, the seeded starting weights")
     predict.add_argument("--top", type=_count(1000), default=5, metavar="K",
                          help="classes shown per image (default 5)")
     predict.add_argument("--labels", metavar="FILE",
@@ -1307,10 +1314,11 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--weights", metavar="NAME|PATH",
                          help="weights for a spec: imagenet, torchvision or a file (see "
                               "build); untrained filters show little")
-    filters.add_argument("--count", type=_count(4096), metavar="N",
-                         help="the first N filters (default 16, or all of a smaller layer)")
-    filters.add_argument("--filters", type=_filter_list, metavar="LIST",
-                         help="these filters instead, comma-separated: 0,5,9")
+    which = filters.add_mutually_exclusive_group()
+    which.add_argument("--count", type=_count(4096), metavar="N",
+                       help="the first N filters (default 16, or all of a smaller layer)")
+    which.add_argument("--filters", type=_filter_list, metavar="LIST",
+                       help="these filters instead, comma-separated: 0,5,9")
     filters.add_argument("--size", type=_count(1024), metavar="PIXELS",
                          help="side of the square input the patterns grow in (default 64; "
                               "the picture loses an eighth on each side)")
@@ -1335,8 +1343,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the network as boxes whose height follows the spatial size and "
                     "thickness the channels, labelled in the paper's notation (conv3-64, "
                     "maxpool, FC-4096, soft-max), with each block's output shape. Batch norm "
-                    "is drawn inside its convolution. The figure is 7 inches wide with "
-                    "7.5 pt text: it drops into a paper's column as it is.",
+                    "is drawn inside its convolution. The figure is 7 inches wide (a "
+                    "two-column paper's full width) with 7.5 pt text, so it goes into a "
+                    "paper as it is.",
         epilog="examples:\n"
                "  vggspec diagram vgg16                       # vgg16.png here\n"
                "  vggspec diagram archs/vgg19_bn.yaml --format pdf\n"
@@ -1349,8 +1358,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "or vgg16)")
     diagram.add_argument("--format", choices=("png", "svg", "pdf"),
                          help="the format, when --out is not given (default png); the "
-                              "figure is 7 inches wide with 7.5 pt text, so it drops into "
-                              "a paper's column as it is")
+                              "figure is 7 inches wide with 7.5 pt text, so it goes into a "
+                              "paper as it is")
     diagram.add_argument("--theme", choices=("light", "dark"), default="light",
                          help="light (default) or dark background, for slides")
     _add_limit(diagram)

@@ -23,7 +23,7 @@ from pathlib import Path
 from ._files import atomic_path, check_output_file
 from .kinds import activation_label, kind_of
 from .plan import Plan
-from .render import THEMES, theme_of  # noqa: F401  one theme table for every picture
+from .render import FORMATS, theme_of  # one theme table and format list for every picture
 
 COLOURS = {
     "conv": "#9ecae1", "conv_bn": "#6baed6", "bn": "#fdd0a2", "lrn": "#fdae6b",
@@ -35,7 +35,6 @@ LEGEND = {"input": "input", "conv": "convolution + activation",
           "lrn": "local response norm", "pool": "pooling", "global": "global pooling",
           "fc": "fully connected + activation", "softmax": "soft-max"}
 NOMINAL_SIZE = 224  # drawn size of an open (None) input dimension
-FORMATS = ("png", "svg", "pdf")
 
 # Print sizes. A figure FIGURE_WIDTH inches wide, placed in a 7-inch column, shows its
 # text at FONT_SIZE * 7 / FIGURE_WIDTH points, which must stay at least 7.

@@ -67,8 +67,8 @@ def filter_patterns(model, layer: str, filters=16, *, size: int | None = None,
 
     ``model`` is a chain model from build_model, ``layer`` one of its Conv2D layers.
     The ascent climbs the filter's mean response before its ReLU (VGG fuses the ReLU
-    into the conv; a batch-norm spec's conv has none), so that a filter which grey
-    noise leaves off everywhere still has a gradient. ``filters``: a count (the first
+    into the conv; in a batch-norm spec, after the conv's batch norm), so that a filter
+    which grey noise leaves off everywhere still has a gradient. ``filters``: a count (the first
     N) or a list of filter indices. ``size``: the square input side (default 64); the
     pictures lose an eighth of it on each side. ``step_size``: pixel levels (0..255)
     per step, along each image's gradient scaled to a root mean square of 1; pixels are
@@ -156,6 +156,10 @@ def chosen_filters(filters, layer: str, count: int) -> list[int]:
         if not 0 <= index < count:
             raise UsageError(f"filter index must be from 0 to {count - 1:,} ({has}), got "
                              f"{int(index):,}")
+    twice = sorted({int(index) for index in chosen if chosen.count(index) > 1})
+    if twice:
+        raise UsageError(f"filter {twice[0]:,} is listed more than once; each filter is "
+                         f"drawn once")
     return [int(index) for index in chosen]
 
 
@@ -179,13 +183,17 @@ def _shown(value) -> str:
 
 
 def _response_chain(model, conv, size: int, channels: int):
-    """The layers from the input up to ``conv`` at size x size, the conv's own activation
-    (VGG fuses its ReLU) left out; UsageError when the size leaves it no positions."""
+    """The layers from the input up to ``conv``'s unit at size x size, its ReLU left out
+    (fused into a plain VGG's conv, after a batch-norm spec's batch norm); UsageError
+    when the size leaves it no positions."""
+    from .attribution import unit_end
     from .builder import layer_chain
 
     try:
-        chain = layer_chain(model, None, conv.name, input_shape=(size, size, channels),
-                            logits=True)
+        # Up to the conv's ReLU, which logits=True leaves out: in a batch-norm spec the
+        # response is then the batch-normalised one, as a plain VGG's conv gives.
+        chain = layer_chain(model, None, unit_end(model, conv.name),
+                            input_shape=(size, size, channels), logits=True)
     except UsageError:
         raise
     except ValueError:  # Keras: a pooling window larger than what is left

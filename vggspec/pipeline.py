@@ -311,6 +311,8 @@ def extract_features(spec_or_path, images: list[str | os.PathLike], out: str | o
     from .builder import as_plan, feature_model
     from .features import compiled
 
+    if style is not None and cmap != "viridis":
+        raise ValueError("give the colour map inside style (Style(cmap=...)), not both")
     style = style or Style(cmap=cmap)
     files, repeats = _unique(list_images(images))
     out = check_output_dir(out)

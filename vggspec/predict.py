@@ -13,7 +13,7 @@ imported.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -43,8 +43,9 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
 
 def read_labels(path: str | os.PathLike, count: int | None = None) -> list[str]:
     """Class names from a text file, one per line in output order (blank lines and
-    surrounding spaces ignored). Raises InputError for a file that cannot be read, is
-    not UTF-8 text, holds a name twice, or (with ``count``) has another number of names.
+    surrounding spaces ignored; a name may repeat, as ImageNet's crane does: --class
+    then asks for the number). Raises InputError for a file that cannot be read, is not
+    UTF-8 text, or (with ``count``) has another number of names.
 
     >>> _ = Path("labels.txt").write_text("cat\\n dog \\n\\nbird\\n")
     >>> read_labels("labels.txt", 3)
@@ -61,12 +62,6 @@ def read_labels(path: str | os.PathLike, count: int | None = None) -> list[str]:
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise InputError(f"{path}: labels file has no class names (one per line)")
-    seen: dict[str, int] = {}
-    for number, name in enumerate(names):
-        if name in seen:
-            raise InputError(f"{path}: class name {clip(repr(name))} is on lines "
-                             f"{seen[name] + 1} and {number + 1} of the names")
-        seen[name] = number
     if count is not None and len(names) != count:
         raise InputError(f"{path}: {len(names)} class names, but the model has {count} "
                          f"outputs (one name per line, in output order)")
@@ -103,17 +98,14 @@ def check_source(source, *, labels: str | os.PathLike | None = None,
 
     path = None if isinstance(source, Plan) else Path(source)
     if path is not None and (path.is_dir() or path.suffix == ".keras"):
-        from .training import _checked_info, model_info
+        from .training import _checked_info, model_info, trained_model_file
 
-        model_path = path / "best.keras" if path.is_dir() else path
-        if not model_path.is_file():
-            raise InputError(f"{model_path}: no such model file (give a spec, a run folder "
-                             f"or a .keras file written by vggspec train)")
+        model_path = trained_model_file(path, "a spec, ")
         info = _checked_info(model_path, model_info(model_path))
         names = info["class_names"]
         mode = preprocess or info["preprocess"]
         check_preprocessing(mode, info["input_shape"][2])
-        source = Source(model_path.name if path.is_file() else path.name,
+        source = Source(model_path.name if path.is_file() else path.resolve().name,
                         tuple(info["input_shape"]), len(names), tuple(names), "the model",
                         mode, resize or info["resize"], plan=_carried_plan(info),
                         model_path=model_path, info=info)
@@ -135,8 +127,8 @@ def check_source(source, *, labels: str | os.PathLike | None = None,
         source = Source(layout.spec.name, tuple(layout.spec.input_shape), classes, names,
                         origin, mode, resize or "crop", plan=layout)
     if labels is not None:
-        source = _replace(source, class_names=tuple(read_labels(labels, source.classes)),
-                          names_from="labels file")
+        source = replace(source, class_names=tuple(read_labels(labels, source.classes)),
+                         names_from="labels file")
     return source
 
 
@@ -152,12 +144,6 @@ def _carried_plan(info: dict):
         return plan(spec_from_text(json.dumps(info.get("spec")), "vggspec.json"))
     except (SpecError, InputError, UsageError, TypeError, ValueError):
         return None
-
-
-def _replace(source: Source, **changes) -> Source:
-    from dataclasses import replace
-
-    return replace(source, **changes)
 
 
 def class_index(source: Source, wanted: str) -> int:
@@ -202,8 +188,7 @@ class PredictionReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def load_model(source: Source, weights: str | os.PathLike | None = None,
-               partial: bool = False):
+def load_model(source: Source, weights: str | os.PathLike | None = None):
     """The Keras model for a checked source: built from the spec (with ``weights``), or
     the trained model loaded."""
     if source.model_path is not None:
@@ -212,7 +197,7 @@ def load_model(source: Source, weights: str | os.PathLike | None = None,
         return _load_trained(source.model_path, source.info)
     from .builder import build_model
 
-    return build_model(source.plan, weights=weights, max_weight_bytes=None, partial=partial)
+    return build_model(source.plan, weights=weights, max_weight_bytes=None)
 
 
 def probabilities_of(model, outputs: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_path
+from .errors import clip
 
 TITLE_HEIGHT = 28
 GAP = 2             # border between tiles: visible even around 2x2 maps zoomed to 32 px
@@ -28,6 +29,7 @@ BAR_MARGIN, BAR_WIDTH, BAR_LABELS = 10, 14, 60   # the colour bar right of the m
 ROW = 96            # overview: height of each row's tiles
 LABEL_WIDTH = 190   # overview: room for the tap name and shape
 PER_ROW = 8         # overview: channels shown per tap
+MAX_DRAWN = 160     # characters of one drawn text, at most
 SCALES = ("channel", "layer")
 FORMATS = ("png", "svg", "pdf")
 
@@ -296,11 +298,17 @@ def _pil_image(picture: Picture):
         draw.fontmode = "1"  # no anti-aliasing: every pixel stays a palette entry
     for label in picture.labels:
         if not label.boxed:
-            draw.text((label.x, label.y), label.text, fill=text, font=_font(label.size),
-                      anchor=label.anchor)
+            draw.text((label.x, label.y), _shown(label.text), fill=text,
+                      font=_font(label.size), anchor=label.anchor)
     if palette:
         image.putpalette(picture.palette.tobytes())  # an "L" picture becomes "P"
     return image
+
+
+def _shown(text: str) -> str:
+    """Text as drawn: control characters escaped and long text cut, since class names
+    come from files that are not ours (a labels file, a model's vggspec.json)."""
+    return clip(text, MAX_DRAWN)
 
 
 @lru_cache(maxsize=4096)
@@ -356,8 +364,9 @@ def vector_figure(picture: Picture):
             axes.add_patch(Rectangle((label.x, label.y), 0.62 * label.size * len(label.text)
                                      + 2, label.size + 2, facecolor=background,
                                      edgecolor="none"))
-        axes.text(label.x + label.boxed, label.y + label.boxed, label.text,
-                  fontsize=label.size * 0.8, color=colour,
+        # parse_math off: a '$' in a class name is text, not TeX.
+        axes.text(label.x + label.boxed, label.y + label.boxed, _shown(label.text),
+                  fontsize=label.size * 0.8, color=colour, parse_math=False,
                   ha=horizontal[label.anchor[0]], va=vertical[label.anchor[1]])
     return figure
 

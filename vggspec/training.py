@@ -574,10 +574,9 @@ def predict(model, images: np.ndarray, preprocess: str, batch_size: int = 64) ->
     if not np.isfinite(probabilities).all():
         raise InputError(f"{model.name}: the model's outputs are not finite numbers: training "
                          f"diverged; try a lower learning rate")
-    if model.layers[-1].get_config().get("activation") == "linear":
-        probabilities = np.exp(probabilities - probabilities.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return probabilities
+    from .predict import probabilities_of
+
+    return probabilities_of(model, probabilities)
 
 
 def _recorder(*args):
@@ -687,6 +686,18 @@ def _epoch_line(row: dict, epochs: int) -> str:
 
 # --- evaluate -------------------------------------------------------------------------
 
+def trained_model_file(run_or_model: str | os.PathLike, other: str = "") -> Path:
+    """The model file a run folder (its best.keras) or a .keras path names; InputError
+    when there is none. ``other`` names what else the command takes, for the message."""
+    path = Path(run_or_model)
+    if path.is_dir():
+        path = path / "best.keras"
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file (give {other}a run folder or a .keras "
+                         f"file written by vggspec train)")
+    return path
+
+
 def check_evaluation(run_or_model: str | os.PathLike, data: str | os.PathLike,
                      out: str | os.PathLike | None = None,
                      max_cache_bytes: int | None = None):
@@ -695,12 +706,7 @@ def check_evaluation(run_or_model: str | os.PathLike, data: str | os.PathLike,
     model's, the output folder, and the memory the decoded images need."""
     from .data import check_cache, scan_folder
 
-    path = Path(run_or_model)
-    if path.is_dir():
-        path = path / "best.keras"
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file (give a run folder or a .keras file "
-                         f"written by vggspec train)")
+    path = trained_model_file(run_or_model)
     info = _checked_info(path, model_info(path))
     names = info["class_names"]
     folder = scan_folder(data)
