@@ -208,3 +208,17 @@ def test_a_long_list_of_convs_is_shortened():
                                  "--preprocess tf or none")
     grey = filter_patterns(model, "block1_conv20", 2, size=8, steps=2, preprocess="none")
     assert grey.images.shape == (2, 6, 6, 1)
+
+
+def test_an_ascent_over_the_memory_bound_is_refused_before_it_starts(tiny, monkeypatch):
+    import vggspec.filters
+
+    # block2_conv2 of the tiny spec at 32: 32*32*8 * 2 + 16*16*8 + 16*16*16 * 2 values an
+    # image up to it, float32, kept and differentiated: 212,992 bytes an image.
+    monkeypatch.setattr(vggspec.filters, "MAX_ASCENT_BYTES", 212_992 * 6)
+    assert filter_patterns(tiny, LAYER, 6, size=32, steps=1).images.shape[0] == 6
+    with pytest.raises(UsageError) as caught:
+        filter_patterns(tiny, LAYER, 7, size=32, steps=1)
+    assert str(caught.value) == ("7 filters of block2_conv2 at size 32 would need about "
+                                 "1.4 MiB for the ascent (at most 1.2 MiB); ask for fewer "
+                                 "filters or a smaller size")

@@ -109,6 +109,8 @@ class GradCam:
         """The compiled call from the input to the layer, for inputs of this shape (a
         spec with an open input size meets several)."""
         if shape not in self._runs:
+            if len(self._runs) >= 8:  # an open input size meets many: keep the last few
+                self._runs.pop(next(iter(self._runs)))
             from .backends import compiled_call, quiet_keras
             from .builder import layer_chain
 

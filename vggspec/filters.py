@@ -37,6 +37,8 @@ GREY, NOISE = 128.0, 16.0
 # The border, an eighth of the side each way, that the loss leaves out and the picture
 # loses (the example: 2 positions of a stride-8 layer, and 25 of 180 pixels).
 BORDER_FRACTION = 1 / 8
+# The ascent keeps each layer's output and gradient for every image: at most this much.
+MAX_ASCENT_BYTES = 4 * 2 ** 30
 # Deprocessing: standardised values times this, around mid-grey (the example's 0.15).
 CONTRAST = 0.15
 
@@ -99,6 +101,7 @@ def filter_patterns(model, layer: str, filters=16, *, size: int | None = None,
     check_preprocessing(preprocess, channels)
 
     chain = _response_chain(model, conv, size, channels)
+    _check_memory(chain, len(chosen), conv.name, size)
     weights = _loss_weights(chain.output.shape[1:3], size, chosen, conv.filters)
     ascend = compiled_vjp(chain)
     matrix = _pixel_gradient_matrix(preprocess, channels)
@@ -206,6 +209,21 @@ def _response_chain(model, conv, size: int, channels: int):
 
 def _border(size: int) -> int:
     return int(size * BORDER_FRACTION)
+
+
+def _check_memory(chain, count: int, layer: str, size: int) -> None:
+    """UsageError when the ascent would hold more than MAX_ASCENT_BYTES: every layer's
+    float32 output for every image, kept for the backward pass, and its gradient."""
+    values = sum(math.prod(int(side) for side in layer.output.shape[1:])
+                 for layer in chain.layers[1:])
+    need = 2 * 4 * values * count
+    if need > MAX_ASCENT_BYTES:
+        from .plan import format_bytes
+
+        raise UsageError(f"{count:,} filters of {layer} at size {size} would need about "
+                         f"{format_bytes(need)} for the ascent (at most "
+                         f"{format_bytes(MAX_ASCENT_BYTES)}); ask for fewer filters or a "
+                         f"smaller size")
 
 
 def _loss_weights(shape, size: int, chosen: list[int], count: int) -> np.ndarray:
