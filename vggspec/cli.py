@@ -809,13 +809,14 @@ def cmd_filters(args) -> int:
         preprocessing = args.preprocess or _weights_preprocessing(args.weights, layout.spec) \
             or default_preprocessing(channels)
         check_preprocessing(preprocessing, channels)
-    wanted = args.filters or args.count or 16
+    has = None  # the layer's filter count, where a plan says it before anything is built
     if layout is not None:
-        from .filters import chosen_filters
-
         check_conv_layer(layout, args.layer)
         has = layout.layer(args.layer).config["filters"]
-        wanted = args.filters or args.count or min(16, has)
+    wanted = args.filters or args.count or min(16, has or 16)
+    if has is not None:
+        from .filters import chosen_filters
+
         chosen_filters(wanted, args.layer, has)
     if args.out and args.format and Path(args.out).suffix.lower() != f".{args.format}":
         raise UsageError(f"--format {args.format} and --out {clip(args.out, MAX_PATH)} "
